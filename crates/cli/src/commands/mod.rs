@@ -1,0 +1,6 @@
+//! One module per subcommand group; each parses its arguments and calls the library.
+pub mod bench;
+pub mod data;
+pub mod embed;
+pub mod eval;
+pub mod train;

@@ -1,0 +1,65 @@
+//! The `strata` command line: a thin layer over the strata libraries.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Train, evaluate and serve graded-relevance embedding retrievers")]
+struct Cli {
+    /// Worker threads for CPU compute (default: all cores).
+    #[arg(long, global = true, env = "STRATA_THREADS")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed texts as queries or items.
+    Embed(commands::embed::EmbedArgs),
+    /// Data tools: stats, validate, split, augment, synth, convert.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Evaluate a model or a lexical/hybrid system on judged queries.
+    Eval(commands::eval::EvalArgs),
+    /// Compare eval runs against a baseline run.
+    Compare(commands::eval::CompareArgs),
+    /// Train a retriever (stage 1 SupCon, stage 2 circle, or a baseline loss).
+    Train(commands::train::TrainArgs),
+    /// Benchmarks run side by side with a baseline.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: could not set {n} threads: {e}");
+            std::process::exit(2);
+        }
+    }
+    let result = match cli.command {
+        Command::Embed(a) => commands::embed::run(a),
+        Command::Data(c) => commands::data::run(c),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Compare(a) => commands::eval::compare(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Bench(c) => commands::bench::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

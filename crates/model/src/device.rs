@@ -1,0 +1,46 @@
+//! Compute device selection (`--device cpu|cuda[:N]`).
+
+use burn::tensor::Device;
+
+/// Parses a device name: `cpu` (the flex backend) or, with the `cuda` feature, `cuda`/`cuda:N`.
+pub fn parse_device(name: &str) -> anyhow::Result<Device> {
+    let name = name.trim().to_ascii_lowercase();
+    if name == "cpu" {
+        return Ok(Device::flex());
+    }
+    if let Some(rest) = name.strip_prefix("cuda") {
+        let index: usize = match rest.strip_prefix(':') {
+            Some(i) => i
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid CUDA device index in {name:?}"))?,
+            None if rest.is_empty() => 0,
+            None => anyhow::bail!("unknown device {name:?} (expected cpu, cuda or cuda:N)"),
+        };
+        return cuda(index);
+    }
+    anyhow::bail!("unknown device {name:?} (expected cpu, cuda or cuda:N)")
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(index: usize) -> anyhow::Result<Device> {
+    Ok(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_index: usize) -> anyhow::Result<Device> {
+    anyhow::bail!("this strata binary was built without CUDA support (rebuild with `--features cuda`)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names() {
+        assert!(parse_device("cpu").is_ok());
+        assert!(parse_device("tpu").is_err());
+        assert!(parse_device("cuda:x").is_err());
+        #[cfg(not(feature = "cuda"))]
+        assert!(format!("{:#}", parse_device("cuda:0").unwrap_err()).contains("without CUDA"));
+    }
+}

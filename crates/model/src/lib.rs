@@ -1,0 +1,18 @@
+//! strata-model: the BERT-family encoder (burn), the two-tower retrieval model, tokenization,
+//! model directories (strata format, Hugging Face folders, sentence-transformers export) and
+//! batched inference.
+
+pub mod bert;
+pub mod config;
+pub mod device;
+pub mod embedder;
+pub mod store;
+pub mod tokenize;
+pub mod tower;
+
+pub use config::{EncoderConfig, EncoderFamily};
+pub use device::parse_device;
+pub use embedder::{BatchLimits, Embedder};
+pub use store::{LoadOptions, LoadedModel, export_sentence_transformers, load_model, save_model};
+pub use tokenize::{TextTokenizer, TokenBatch};
+pub use tower::{Side, TowerConfig, TwoTower};
