@@ -35,7 +35,14 @@ enum Command {
     Bench(commands::bench::BenchCommand),
 }
 
+/// mimalloc's `mi_option_purge_delay` (mimalloc v2 option index).
+const MI_OPTION_PURGE_DELAY: i32 = 15;
+
 fn main() {
+    // Keep freed pages mapped: returning them to the OS and faulting them back in costs a large
+    // share of a CPU forward/backward pass (tensors of the same sizes are reallocated every batch).
+    // SAFETY: setting a mimalloc option is valid at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -6,7 +6,7 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
@@ -188,7 +188,7 @@ impl Layer {
         let x = out
             .layer_norm
             .forward(out.dropout.forward(out.dense.forward(ctx)) + x);
-        let inter = gelu(self.intermediate.dense.forward(x.clone()));
+        let inter = crate::kernels::gelu(self.intermediate.dense.forward(x.clone()));
         let out = &self.output;
         out.layer_norm
             .forward(out.dropout.forward(out.dense.forward(inter)) + x)

@@ -6,6 +6,7 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod embedder;
+pub mod kernels;
 pub mod store;
 pub mod tokenize;
 pub mod tower;

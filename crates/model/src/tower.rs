@@ -128,3 +128,114 @@ pub fn fresh_copy<M: Module>(m: &M) -> M {
     }
     m.clone().map(&mut Fresh)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::ModuleVisitor;
+    use burn::tensor::TensorData;
+    use burn::tensor::Gradients;
+
+    fn tiny(asymmetric: bool, projection_dim: Option<usize>) -> TowerConfig {
+        TowerConfig {
+            encoder: EncoderConfig::tiny(50),
+            projection_dim,
+            asymmetric,
+            query_prefix: String::new(),
+            item_prefix: String::new(),
+            max_len: 16,
+            base_model: "tiny".into(),
+        }
+    }
+
+    fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
+        let ids = vec![2i64, 7, 9, 3, 0, 2, 11, 12, 13, 3, 2, 5, 3, 0, 0];
+        let mask: Vec<f32> = ids.iter().map(|&i| if i == 0 { 0.0 } else { 1.0 }).collect();
+        (
+            Tensor::from_data(TensorData::new(ids, [3, 5]), device),
+            Tensor::from_data(TensorData::new(mask, [3, 5]), device),
+        )
+    }
+
+    struct GradCheck<'a> {
+        grads: &'a Gradients,
+        path: Vec<String>,
+        missing: Vec<String>,
+        seen: usize,
+    }
+
+    impl ModuleVisitor for GradCheck<'_> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.seen += 1;
+            let ok = param.val().grad(self.grads).is_some_and(|g| {
+                g.abs().max().into_scalar::<f32>() > 0.0
+            });
+            if !ok {
+                self.missing.push(self.path.join("."));
+            }
+        }
+    }
+
+    fn assert_all_params_get_gradients(cfg: TowerConfig) {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let model = TwoTower::init(&cfg, &device);
+        let (ids, mask) = batch(&device);
+        let q = model.embed(Side::Query, ids.clone(), mask.clone());
+        let d = model.embed(Side::Item, ids, mask);
+        // Any loss that depends on every output coordinate of both towers.
+        let loss = (q.clone() * d.clone()).sum() + (q * 0.3 - d).powf_scalar(2.0).sum();
+        let grads = loss.backward();
+        let mut check = GradCheck { grads: &grads, path: vec![], missing: vec![], seen: 0 };
+        model.visit(&mut check);
+        assert!(check.seen > 10, "visited only {} parameters", check.seen);
+        assert!(check.missing.is_empty(), "no gradient for: {:?}", check.missing);
+    }
+
+    #[test]
+    fn every_parameter_receives_a_gradient_siamese() {
+        assert_all_params_get_gradients(tiny(false, Some(8)));
+    }
+
+    #[test]
+    fn every_parameter_receives_a_gradient_asymmetric() {
+        assert_all_params_get_gradients(tiny(true, Some(8)));
+    }
+
+    #[test]
+    fn embeddings_are_normalised_and_heads_start_identical() {
+        let device = Device::flex();
+        let model = TwoTower::init(&tiny(false, Some(8)), &device);
+        let (ids, mask) = batch(&device);
+        let q = model.embed(Side::Query, ids.clone(), mask.clone());
+        let d = model.embed(Side::Item, ids, mask);
+        assert_eq!(q.dims(), [3, 8]);
+        let norms = q.clone().powf_scalar(2.0).sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
+        for n in norms {
+            assert!((n - 1.0).abs() < 1e-5);
+        }
+        let diff = (q - d).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-6, "heads differ at init by {diff}");
+    }
+
+    #[test]
+    fn padding_does_not_change_an_embedding() {
+        let device = Device::flex();
+        let model = TwoTower::init(&tiny(false, None), &device);
+        let alone = model.embed(
+            Side::Query,
+            Tensor::from_data(TensorData::new(vec![2i64, 7, 9, 3], [1, 4]), &device),
+            Tensor::from_data(TensorData::new(vec![1f32; 4], [1, 4]), &device),
+        );
+        let (ids, mask) = batch(&device);
+        let in_batch = model.embed(Side::Query, ids, mask).narrow(0, 0, 1);
+        let diff = (alone - in_batch).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "padding changed the embedding by {diff}");
+    }
+}

@@ -45,3 +45,109 @@ fn minilm_parity_with_reference_similarities() {
     assert!((c02 - 0.1046).abs() < 1e-3, "cos(0,2) = {c02}");
     assert!((c12 - 0.1411).abs() < 1e-3, "cos(1,2) = {c12}");
 }
+
+#[test]
+fn embedding_does_not_depend_on_the_batch() {
+    let e = Embedder::load(&default_model(), &LoadOptions::default()).unwrap();
+    let short = "cordless drill";
+    let alone = e.embed(&[short], Side::Item).unwrap();
+    let mixed = e
+        .embed(
+            &[
+                "a considerably longer product title with many words, sizes and a brand name 12 oz",
+                short,
+                "x",
+            ],
+            Side::Item,
+        )
+        .unwrap();
+    let d = e.config().dim();
+    let diff = alone
+        .iter()
+        .zip(&mixed[d..2 * d])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "batch changed the embedding by {diff}");
+}
+
+#[test]
+fn save_load_round_trip_gives_identical_embeddings() {
+    let opts = LoadOptions { projection_dim: Some(64), asymmetric: true, ..Default::default() };
+    let e = Embedder::load(&default_model(), &opts).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    strata_model::save_model(&dir, e.model(), e.config(), e.tokenizer()).unwrap();
+    let back = Embedder::load(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(back.config(), e.config());
+    let texts = ["angle bracket", "Simpson Strong-Tie 12-Gauge Angle"];
+    for side in [Side::Query, Side::Item] {
+        let a = e.embed(&texts, side).unwrap();
+        let b = back.embed(&texts, side).unwrap();
+        assert_eq!(a.len(), 2 * 64);
+        assert_eq!(a, b, "{side:?} embeddings differ after a round trip");
+    }
+}
+
+#[test]
+fn sentence_transformers_export_holds_the_query_tower() {
+    let opts = LoadOptions { projection_dim: Some(32), ..Default::default() };
+    let e = Embedder::load(&default_model(), &opts).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("st");
+    strata_model::export_sentence_transformers(&dir, e.model(), e.config(), e.tokenizer())
+        .unwrap();
+    let modules: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).unwrap()).unwrap();
+    let types: Vec<&str> = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "sentence_transformers.models.Transformer",
+            "sentence_transformers.models.Pooling",
+            "sentence_transformers.models.Dense",
+            "sentence_transformers.models.Normalize"
+        ]
+    );
+    // The exported folder is itself a Hugging Face folder: its encoder must reproduce ours.
+    let plain = Embedder::load(&dir, &LoadOptions::default()).unwrap();
+    let original = Embedder::load(&default_model(), &LoadOptions::default()).unwrap();
+    let t = ["stainless steel dishwasher"];
+    assert_eq!(plain.embed(&t, Side::Query).unwrap(), original.embed(&t, Side::Query).unwrap());
+    // And the Dense layer holds the query head in PyTorch layout [out, in].
+    let bytes = std::fs::read(dir.join("2_Dense/model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("linear.weight").unwrap().shape(), &[32, 384]);
+    assert_eq!(st.tensor("linear.bias").unwrap().shape(), &[32]);
+}
+
+#[test]
+fn bad_model_directories_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let err = Embedder::load(&missing, &LoadOptions::default()).err().unwrap();
+    assert!(format!("{err:#}").contains("does not exist"), "{err:#}");
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = format!("{:#}", Embedder::load(&empty, &LoadOptions::default()).err().unwrap());
+    assert!(err.contains("config.json") && err.contains("model.safetensors"), "{err}");
+
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(default_model().join(f), broken.join(f)).unwrap();
+    }
+    std::fs::write(broken.join("config.json"), "{\"model_type\": \"bert\",").unwrap();
+    let err = format!("{:#}", Embedder::load(&broken, &LoadOptions::default()).err().unwrap());
+    assert!(err.contains("config.json") && err.contains("JSON"), "{err}");
+
+    std::fs::copy(default_model().join("config.json"), broken.join("config.json")).unwrap();
+    std::fs::write(broken.join("model.safetensors"), b"garbage").unwrap();
+    let err = format!("{:#}", Embedder::load(&broken, &LoadOptions::default()).err().unwrap());
+    assert!(err.contains("model.safetensors"), "{err}");
+}

@@ -1,9 +1,133 @@
-//! `strata bench ...`
-use clap::Subcommand;
+//! `strata bench ...`: throughput benchmarks, each run side by side with a baseline script.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use strata_model::{BatchLimits, Embedder, LoadOptions, Side};
 
 #[derive(Subcommand)]
-pub enum BenchCommand {}
+pub enum BenchCommand {
+    /// Item-embedding throughput on product titles (compare: bench/embed_st.py).
+    Embed(EmbedBenchArgs),
+    /// One training step on a fixed batch of real instances, split into forward, backward and
+    /// optimizer (compare: bench/train_step_torch.py, which reads the batch from --dump).
+    Train(TrainBenchArgs),
+}
+
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// Model directory.
+    #[arg(long, env = "STRATA_MODEL", default_value = "models/all-MiniLM-L6-v2")]
+    pub model: PathBuf,
+    /// Catalog the instances come from.
+    #[arg(long, default_value = "../shared/data/homedepot/products.tsv")]
+    pub catalog: PathBuf,
+    /// Judgments the instances come from.
+    #[arg(long, default_value = "../shared/data/homedepot/judgments.tsv")]
+    pub judgments: PathBuf,
+    /// Instances in the batch.
+    #[arg(long, default_value_t = 16)]
+    pub instances: usize,
+    /// Items per label 0,1,2 in each instance.
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [1, 1, 2])]
+    pub items_per_label: Vec<usize>,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Most padded tokens per forward chunk.
+    #[arg(long, default_value_t = 4096)]
+    pub chunk_tokens: usize,
+    /// Most texts per forward chunk.
+    #[arg(long, default_value_t = 256)]
+    pub chunk_texts: usize,
+    /// Encode every slot separately in one padded batch per side (no deduplication, no
+    /// length-sorted chunks).
+    #[arg(long)]
+    pub plain: bool,
+    /// Write the batch as JSON for bench/train_step_torch.py.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct EmbedBenchArgs {
+    /// Model directory.
+    #[arg(long, env = "STRATA_MODEL")]
+    pub model: PathBuf,
+    /// TSV whose second column holds product titles (header skipped).
+    #[arg(long, default_value = "../shared/data/homedepot/products.tsv")]
+    pub titles: PathBuf,
+    /// Number of titles.
+    #[arg(long, default_value_t = 20_000)]
+    pub n: usize,
+    /// Most texts per forward pass.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Most padded tokens per forward pass.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+}
 
 pub fn run(c: BenchCommand) -> anyhow::Result<()> {
-    match c {}
+    match c {
+        BenchCommand::Embed(a) => embed(a),
+        BenchCommand::Train(a) => train_step(a),
+    }
+}
+
+fn embed(a: EmbedBenchArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.titles)
+        .with_context(|| format!("cannot read {}", a.titles.display()))?;
+    let titles: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(1))
+        .take(a.n)
+        .collect();
+    anyhow::ensure!(!titles.is_empty(), "{}: no titles found", a.titles.display());
+    let e = Embedder::load(&a.model, &LoadOptions::default())?
+        .with_limits(BatchLimits { max_batch: a.batch_size, max_tokens: a.max_tokens })
+        .with_progress(true);
+    e.embed(&titles[..titles.len().min(64)], Side::Item)?; // warm-up
+    let t = std::time::Instant::now();
+    let v = e.embed(&titles, Side::Item)?;
+    let s = t.elapsed().as_secs_f64();
+    let out = serde_json::json!({
+        "system": "strata",
+        "threads": rayon::current_num_threads(),
+        "texts": titles.len(),
+        "seconds": (s * 1000.0).round() / 1000.0,
+        "per_sec": ((titles.len() as f64 / s) * 10.0).round() / 10.0,
+        "checksum": v.iter().map(|x| *x as f64).sum::<f64>(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
+fn train_step(a: TrainBenchArgs) -> anyhow::Result<()> {
+    use strata_train::batch::Chunking;
+    use strata_train::bench::{StepBench, bench_train_step};
+    let spec = StepBench {
+        model: a.model,
+        catalog: a.catalog,
+        judgments: a.judgments,
+        instances: a.instances,
+        items_per_label: [a.items_per_label[0], a.items_per_label[1], a.items_per_label[2]],
+        steps: a.steps,
+        chunking: if a.plain {
+            Chunking::single()
+        } else {
+            Chunking { max_texts: a.chunk_texts, max_tokens: a.chunk_tokens }
+        },
+        dedup: !a.plain,
+        ..Default::default()
+    };
+    let (timing, batch) = bench_train_step(&spec)?;
+    if let Some(p) = &a.dump {
+        std::fs::write(p, serde_json::to_string(&batch)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    println!("{}", serde_json::to_string(&timing)?);
+    Ok(())
 }

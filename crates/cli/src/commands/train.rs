@@ -1,9 +1,368 @@
-//! `strata train`.
-use clap::Args;
+//! `strata train`: trains a retriever (stage 1 SupCon, stage 2 circle loss, or a baseline
+//! loss) from a TOML configuration and/or flags; flags override the file. With `--resume` the
+//! run continues from its newest checkpoint, reading the run's saved `config.toml` unless a
+//! `--config` is given.
 
-#[derive(Args)]
-pub struct TrainArgs {}
+use std::path::{Path, PathBuf};
 
-pub fn run(_a: TrainArgs) -> anyhow::Result<()> {
-    anyhow::bail!("strata train is not built yet")
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use strata_train::config::CONFIG_FILE;
+use strata_train::losses::{CircleConfig, InfoNceConfig, LossConfig, SupConConfig, TripletConfig};
+use strata_train::{TrainConfig, TrainOptions, train_with};
+
+/// Training losses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LossKind {
+    /// Graded supervised contrastive loss (paper eq. 2), stage 1.
+    Supcon,
+    /// Multi-class circle loss (paper eqs. 3-5), stage 2.
+    Circle,
+    /// Graded triplet baseline.
+    Triplet,
+    /// InfoNCE baseline with in-batch negatives.
+    Infonce,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// TOML configuration (every key optional; see `strata_train::config`). Flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run directory (config.toml, metrics.jsonl, checkpoints/, best/, model/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its newest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Start again in a run directory that already holds a run.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the resolved configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Loss (stage): supcon (stage 1), circle (stage 2), triplet or infonce.
+    #[arg(long, value_enum)]
+    pub loss: Option<LossKind>,
+    /// SupCon: initial temperature.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// SupCon: keep the temperature fixed.
+    #[arg(long)]
+    pub fixed_temperature: bool,
+    /// Circle loss: scale factor gamma.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+
+    /// Catalog file.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Judgments, split by query into train and dev (--dev-fraction).
+    #[arg(long)]
+    pub judgments: Option<PathBuf>,
+    /// Explicit training judgments (instead of --judgments).
+    #[arg(long, conflicts_with = "judgments")]
+    pub train_judgments: Option<PathBuf>,
+    /// Explicit development judgments (with --train-judgments).
+    #[arg(long, conflicts_with = "judgments")]
+    pub dev_judgments: Option<PathBuf>,
+    /// Fraction of queries held out for development (with --judgments).
+    #[arg(long)]
+    pub dev_fraction: Option<f64>,
+    /// Seed of the train/dev split.
+    #[arg(long)]
+    pub split_seed: Option<u64>,
+    /// Items per label 0,1,2 in each instance, e.g. 4,2,2.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub items_per_label: Option<Vec<usize>>,
+    /// Most instances per query and epoch.
+    #[arg(long)]
+    pub instances_per_query: Option<usize>,
+    /// Fraction of training queries with an added misspelled anchor (0 disables).
+    #[arg(long)]
+    pub spelling_ratio: Option<f64>,
+    /// Taxonomy levels appended to item names (0: name only).
+    #[arg(long)]
+    pub taxonomy_depth: Option<usize>,
+
+    /// Model to start from: a Hugging Face folder, a strata model, or a strata run directory
+    /// (its best/ model, else model/).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Projection head dimension of a new model.
+    #[arg(long)]
+    pub projection_dim: Option<usize>,
+    /// Untied query and item encoders (new model).
+    #[arg(long)]
+    pub asymmetric: bool,
+    /// Truncation length in tokens.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Dropout as the encoder config sets it (default: off).
+    #[arg(long)]
+    pub dropout: bool,
+
+    /// Passes over the training instances.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Instances per micro-batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per update (gradient accumulation).
+    #[arg(long)]
+    pub accumulation: Option<usize>,
+    /// Encoder learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Projection-head learning rate.
+    #[arg(long)]
+    pub head_lr: Option<f64>,
+    /// Temperature learning rate.
+    #[arg(long)]
+    pub temperature_lr: Option<f64>,
+    /// Warmup as a fraction of the updates.
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Warmup in updates (overrides --warmup-ratio).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Global gradient-norm bound (0: off).
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// AdamW epsilon.
+    #[arg(long)]
+    pub adam_epsilon: Option<f64>,
+    /// Stop after this many updates (0: all epochs).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Checkpoint every this many updates.
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Checkpoints kept.
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// Most padded tokens per forward chunk.
+    #[arg(long)]
+    pub chunk_tokens: Option<usize>,
+    /// Evaluate on the dev split every this many updates (0: each epoch end).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Also evaluate the starting model.
+    #[arg(long)]
+    pub eval_at_start: bool,
+    /// Evaluate at most this many dev queries (0: all).
+    #[arg(long)]
+    pub eval_max_queries: Option<usize>,
+    /// Seed of initialisation, sampling and data order.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Compute device: cpu, or cuda[:N] in a CUDA build.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// The thread count given with the global `--threads` flag or `STRATA_THREADS`, if any.
+fn global_threads() -> Option<usize> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--threads" {
+            return args.next().and_then(|v| v.parse().ok());
+        }
+        if let Some(v) = a.strip_prefix("--threads=") {
+            return v.parse().ok();
+        }
+    }
+    std::env::var("STRATA_THREADS").ok().and_then(|v| v.parse().ok())
+}
+
+/// The default starting model: `$STRATA_MODELS/all-MiniLM-L6-v2`, else `models/...`.
+fn default_init() -> PathBuf {
+    std::env::var_os("STRATA_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models"))
+        .join("all-MiniLM-L6-v2")
+}
+
+/// Reads the base configuration: `--config`, else (on resume) the run's saved config, else
+/// the defaults.
+fn base_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    if let Some(p) = &a.config {
+        return TrainConfig::from_toml_file(p);
+    }
+    if a.resume {
+        let Some(out) = &a.out else {
+            bail!("--resume needs --out RUN_DIR (or --config naming the run's out)");
+        };
+        let saved = out.join(CONFIG_FILE);
+        if saved.is_file() {
+            return TrainConfig::from_toml_file(&saved);
+        }
+        bail!("cannot resume: {} does not exist", saved.display());
+    }
+    Ok(TrainConfig {
+        model: strata_train::config::ModelConfig {
+            init: default_init(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
+
+/// Applies the flags over `cfg`.
+pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
+    set(&mut cfg.out, a.out.clone());
+    set(&mut cfg.seed, a.seed);
+    set(&mut cfg.device, a.device.clone());
+    if let Some(n) = global_threads() {
+        cfg.threads = n;
+    }
+
+    if let Some(kind) = a.loss {
+        let same = matches!(
+            (kind, &cfg.loss),
+            (LossKind::Supcon, LossConfig::Supcon(_))
+                | (LossKind::Circle, LossConfig::Circle(_))
+                | (LossKind::Triplet, LossConfig::Triplet(_))
+                | (LossKind::Infonce, LossConfig::Infonce(_))
+        );
+        if !same {
+            cfg.loss = match kind {
+                LossKind::Supcon => LossConfig::Supcon(SupConConfig::default()),
+                LossKind::Circle => LossConfig::Circle(CircleConfig::default()),
+                LossKind::Triplet => LossConfig::Triplet(TripletConfig::default()),
+                LossKind::Infonce => LossConfig::Infonce(InfoNceConfig::default()),
+            };
+        }
+    }
+    match &mut cfg.loss {
+        LossConfig::Supcon(c) => {
+            if let Some(t) = a.temperature {
+                c.temperature.initial = t;
+            }
+            if a.fixed_temperature {
+                c.temperature.learnable = false;
+            }
+        }
+        _ if a.temperature.is_some() || a.fixed_temperature => {
+            bail!("--temperature and --fixed-temperature apply to the supcon loss only")
+        }
+        _ => {}
+    }
+    match &mut cfg.loss {
+        LossConfig::Circle(c) => set(&mut c.gamma, a.gamma),
+        _ if a.gamma.is_some() => bail!("--gamma applies to the circle loss only"),
+        _ => {}
+    }
+
+    let d = &mut cfg.data;
+    set(&mut d.catalog, a.catalog.clone());
+    if let Some(j) = &a.judgments {
+        d.judgments = Some(j.clone());
+        d.train_judgments = None;
+        d.dev_judgments = None;
+    }
+    if let Some(j) = &a.train_judgments {
+        d.train_judgments = Some(j.clone());
+        d.judgments = None;
+    }
+    if let Some(j) = &a.dev_judgments {
+        d.dev_judgments = Some(j.clone());
+    }
+    set(&mut d.dev_fraction, a.dev_fraction);
+    set(&mut d.split_seed, a.split_seed);
+    if let Some(v) = &a.items_per_label {
+        d.items_per_label = [v[0], v[1], v[2]];
+    }
+    set(&mut d.instances_per_query, a.instances_per_query);
+    set(&mut d.spelling_ratio, a.spelling_ratio);
+    set(&mut d.taxonomy_depth, a.taxonomy_depth);
+
+    let m = &mut cfg.model;
+    set(&mut m.init, a.init.clone());
+    if a.projection_dim.is_some() {
+        m.projection_dim = a.projection_dim;
+    }
+    m.asymmetric |= a.asymmetric;
+    if a.max_len.is_some() {
+        m.max_len = a.max_len;
+    }
+    m.dropout |= a.dropout;
+
+    let t = &mut cfg.train;
+    set(&mut t.epochs, a.epochs);
+    set(&mut t.batch_size, a.batch_size);
+    set(&mut t.accumulation, a.accumulation);
+    set(&mut t.lr, a.lr);
+    set(&mut t.head_lr, a.head_lr);
+    set(&mut t.temperature_lr, a.temperature_lr);
+    set(&mut t.warmup_ratio, a.warmup_ratio);
+    if a.warmup_steps.is_some() {
+        t.warmup_steps = a.warmup_steps;
+    }
+    set(&mut t.grad_clip, a.grad_clip);
+    set(&mut t.weight_decay, a.weight_decay);
+    set(&mut t.adam_epsilon, a.adam_epsilon);
+    set(&mut t.max_steps, a.max_steps);
+    set(&mut t.checkpoint_every, a.checkpoint_every);
+    set(&mut t.keep_checkpoints, a.keep_checkpoints);
+    set(&mut t.chunk_tokens, a.chunk_tokens);
+
+    let e = &mut cfg.eval;
+    set(&mut e.every, a.eval_every);
+    e.at_start |= a.eval_at_start;
+    set(&mut e.max_queries, a.eval_max_queries);
+    Ok(())
+}
+
+/// Resolves the configuration (file, saved run config, flags) with absolute paths.
+pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    let mut cfg = base_config(a)?;
+    apply_flags(&mut cfg, a)?;
+    cfg.absolutize()?;
+    Ok(cfg)
+}
+
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let cfg = resolve(&a)?;
+    if a.print_config {
+        print!("{}", cfg.to_toml()?);
+        return Ok(());
+    }
+    let opts = TrainOptions {
+        resume: a.resume,
+        overwrite: a.overwrite,
+        progress: !a.quiet,
+        stop_after: None,
+    };
+    let summary = train_with(&cfg, &opts).context("training failed")?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(best) = summary.best {
+        eprintln!(
+            "best dev NDCG@10 {:.4} at update {} -> {}",
+            best.score.ndcg_at_10,
+            best.step,
+            summary.run_dir.join("best").display()
+        );
+    }
+    if let Some(m) = &summary.model_dir {
+        eprintln!("final model: {}", display(m));
+    }
+    Ok(())
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
 }

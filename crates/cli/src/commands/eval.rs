@@ -1,0 +1,302 @@
+//! `strata eval`: evaluates an embedding model, BM25 or a hybrid of both on judged queries
+//! over the whole catalog (EVALUATION.md), writing a run directory; `strata compare`: the
+//! paper-style table of relative changes against a baseline run.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use strata_eval::compare::{DEFAULT_METRICS, compare_runs, load_run};
+use strata_eval::from_data::{ItemText, catalog, qrels};
+use strata_eval::{
+    Criterion, EvalOptions, Fusion, HnswParams, System, UnknownItems, evaluate, write_run,
+};
+use strata_model::{BatchLimits, Embedder, LoadOptions};
+
+/// The system evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SystemKind {
+    /// Embedding retrieval with `--model`.
+    Dense,
+    /// BM25 over item texts.
+    Bm25,
+    /// BM25 and `--model` blended (`--fusion`, `--alpha`).
+    Hybrid,
+}
+
+/// How hybrid scores are blended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FusionKind {
+    /// Min-max normalised convex combination.
+    Convex,
+    /// Reciprocal rank fusion.
+    Rrf,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Catalog file (any format strata-data reads: TSV, CSV, JSONL, Parquet).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Judgments file (query, item id, label or relevance).
+    #[arg(long)]
+    pub judgments: PathBuf,
+    /// Model directory: a strata model or a Hugging Face folder (dense and hybrid systems).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// System to evaluate (default: dense with --model).
+    #[arg(long, value_enum)]
+    pub system: Option<SystemKind>,
+    /// Run directory to write (metrics.json, reports, plots, thresholds.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Hybrid: weight of the semantic score, in [0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    /// Hybrid: how the two scores are blended.
+    #[arg(long, value_enum, default_value = "convex")]
+    pub fusion: FusionKind,
+    /// Hybrid: the RRF constant k.
+    #[arg(long, default_value_t = 60.0)]
+    pub rrf_k: f32,
+    /// Hybrid: candidates taken from each retriever before blending (at least 100).
+    #[arg(long, default_value_t = 1000)]
+    pub candidates: usize,
+    /// Also search with an HNSW index and report its recall against exact search.
+    #[arg(long)]
+    pub ann: bool,
+    /// HNSW graph degree.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, default_value_t = 128)]
+    pub hnsw_ef_construction: usize,
+    /// HNSW candidate list size while searching.
+    #[arg(long, default_value_t = 128)]
+    pub hnsw_ef_search: usize,
+    /// Token overlap at or above which a judged pair is lexically hard.
+    #[arg(long, default_value_t = 0.7)]
+    pub hard_overlap: f64,
+    /// What the strata thresholds maximise: balanced-accuracy or f1.
+    #[arg(long, default_value = "balanced-accuracy")]
+    pub threshold_criterion: Criterion,
+    /// Fail on judgments naming items that are not in the catalog (default: count them).
+    #[arg(long)]
+    pub strict: bool,
+    /// Item text: name, or name+taxonomy.
+    #[arg(long, default_value = "name")]
+    pub item_text: ItemText,
+    /// Compute device for the model: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Most texts per forward pass.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Most padded tokens per forward pass.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+    /// Truncation length (tokens) for a Hugging Face folder.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories (or their metrics.json files) to compare.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The run every other run is compared with.
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// Show absolute values instead of relative changes in percent.
+    #[arg(long)]
+    pub absolute: bool,
+    /// Metrics to show, comma-separated (default: NDCG, recall, precision at 10/50/100,
+    /// strict recall, rerank NDCG and the margins).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
+    /// Print a Markdown table.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+fn load_embedder(a: &EvalArgs, model: &std::path::Path) -> anyhow::Result<Embedder> {
+    let device = strata_model::parse_device(&a.device)?;
+    let opts = LoadOptions {
+        max_len: a.max_len,
+        ..Default::default()
+    };
+    let embedder = Embedder::load_on(model, &opts, &device)
+        .with_context(|| format!("cannot load model {}", model.display()))?
+        .with_limits(BatchLimits {
+            max_batch: a.batch_size,
+            max_tokens: a.max_tokens,
+        });
+    Ok(embedder)
+}
+
+pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    let kind = match (a.system, &a.model) {
+        (Some(k), _) => k,
+        (None, Some(_)) => SystemKind::Dense,
+        (None, None) => bail!("give --model DIR (embedding retrieval) or --system bm25"),
+    };
+    match (kind, &a.model) {
+        (SystemKind::Bm25, Some(m)) => {
+            bail!("--system bm25 takes no model (got --model {})", m.display())
+        }
+        (SystemKind::Dense | SystemKind::Hybrid, None) => {
+            bail!(
+                "--system {} needs --model DIR",
+                if kind == SystemKind::Dense {
+                    "dense"
+                } else {
+                    "hybrid"
+                }
+            )
+        }
+        _ => {}
+    }
+    if a.ann && kind == SystemKind::Bm25 {
+        bail!("--ann needs an embedding model (it does not apply to --system bm25)");
+    }
+
+    let t = Instant::now();
+    let data_catalog = strata_data::load_catalog(&a.catalog)?;
+    let judgments = strata_data::load_judgments(&a.judgments)?;
+    let cat =
+        catalog(&data_catalog, a.item_text).with_context(|| format!("{}", a.catalog.display()))?;
+    drop(data_catalog);
+    let q = qrels(&judgments).with_context(|| format!("{}", a.judgments.display()))?;
+    tracing::info!(
+        "read {} items and {} judgments over {} queries in {:.2}s",
+        cat.len(),
+        q.n_judgments(),
+        q.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let embedder = match &a.model {
+        Some(m) => Some(load_embedder(&a, m)?),
+        None => None,
+    };
+    let system = match (kind, &embedder) {
+        (SystemKind::Bm25, _) => System::Bm25,
+        (SystemKind::Dense, Some(e)) => System::Dense(e),
+        (SystemKind::Hybrid, Some(e)) => System::Hybrid {
+            encoder: e,
+            fusion: match a.fusion {
+                FusionKind::Convex => Fusion::Convex { alpha: a.alpha },
+                FusionKind::Rrf => Fusion::Rrf {
+                    alpha: a.alpha,
+                    k: a.rrf_k,
+                },
+            },
+            candidates: a.candidates,
+        },
+        (_, None) => unreachable!("checked above: dense and hybrid have a model"),
+    };
+    let opts = EvalOptions {
+        hard_overlap: a.hard_overlap,
+        ann: a.ann.then_some(HnswParams {
+            connectivity: a.hnsw_m,
+            expansion_add: a.hnsw_ef_construction,
+            expansion_search: a.hnsw_ef_search,
+        }),
+        unknown_items: if a.strict {
+            UnknownItems::Error
+        } else {
+            UnknownItems::Count
+        },
+        progress: true,
+        threshold_criterion: a.threshold_criterion,
+        catalog_source: Some(a.catalog.display().to_string()),
+        judgments_source: Some(a.judgments.display().to_string()),
+        ..EvalOptions::default()
+    };
+    let result = evaluate(&cat, &q, system, &opts)?;
+    let files = write_run(&a.out, &result)?;
+    let m = &result.metrics;
+    let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"));
+    println!(
+        "{} on {} queries x {} items: NDCG@10 {}  @50 {}  @100 {}",
+        m.system,
+        m.n_queries,
+        m.n_items,
+        f(m.ndcg_10),
+        f(m.ndcg_50),
+        f(m.ndcg_100)
+    );
+    println!(
+        "recall@100 {} (strict {})  precision@10 {}  rerank NDCG {}",
+        f(m.recall_100),
+        f(m.recall_strict_100),
+        f(m.precision_10),
+        f(m.rerank_ndcg)
+    );
+    println!(
+        "{} margins on hard pairs: average {}  worst {}  over {} queries",
+        m.score_kind,
+        f(m.avg_margin),
+        f(m.worst_margin),
+        m.margin_queries
+    );
+    if let Some(ann) = &m.ann {
+        println!(
+            "HNSW recall against exact: @10 {:.4}  @100 {:.4} (build {:.1}s, search {:.1}s)",
+            ann.recall_10, ann.recall_100, ann.build_seconds, ann.search_seconds
+        );
+    }
+    let lo = &m.left_out;
+    if lo.unknown_item_judgments + lo.queries_without_judgments + lo.duplicate_judgments > 0 {
+        println!(
+            "left out: {} judgments naming unknown items, {} queries without judgments, {} repeated judgments",
+            lo.unknown_item_judgments, lo.queries_without_judgments, lo.duplicate_judgments
+        );
+    }
+    if let Err(e) = &result.thresholds {
+        println!("no thresholds: {e}");
+    }
+    println!(
+        "wrote {} and the reports in {}",
+        files.metrics.display(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    let baseline = load_run(&a.baseline)?;
+    let base_path = a.baseline.canonicalize().ok();
+    let mut runs = Vec::new();
+    for p in &a.runs {
+        if base_path.is_some() && p.canonicalize().ok() == base_path {
+            continue;
+        }
+        runs.push(load_run(p)?);
+    }
+    let metrics: Vec<String> = if a.metrics.is_empty() {
+        DEFAULT_METRICS.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.metrics.clone()
+    };
+    for m in &metrics {
+        let known = std::iter::once(&baseline)
+            .chain(&runs)
+            .any(|r| r.values.get(m).is_some());
+        if !known {
+            bail!("no run has a metric named {m:?}");
+        }
+    }
+    let table = compare_runs(&runs, &baseline, &metrics, a.absolute);
+    print!(
+        "{}",
+        if a.markdown {
+            table.to_markdown()
+        } else {
+            table.to_text()
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! Relevance labelers: anything that labels (query, item id) pairs 0, 1 or 2, in batches.
+//!
+//! [`JudgmentLookupLabeler`] answers from known judgments; the synthetic marketplace's
+//! [`OracleLabeler`](crate::marketplace::OracleLabeler) labels any pair by policy; and
+//! [`CachedLabeler`] wraps any labeler with a persistent append-only cache so that no pair is
+//! labeled twice across runs.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+
+use crate::hash::{fnv1a64, mix64};
+use crate::record::{Judgment, MAX_LABEL};
+use crate::split::normalize_query;
+
+/// Labels (query, item id) pairs. `None` means the labeler abstains on that pair.
+pub trait Labeler: Send + Sync {
+    /// One label (or `None`) per pair, in order.
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>>;
+    /// A stable description of the labeler (model, version, settings); part of cache keys.
+    fn identity(&self) -> String;
+}
+
+impl<L: Labeler + ?Sized> Labeler for Box<L> {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        (**self).label(pairs)
+    }
+    fn identity(&self) -> String {
+        (**self).identity()
+    }
+}
+
+impl<L: Labeler + ?Sized> Labeler for std::sync::Arc<L> {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        (**self).label(pairs)
+    }
+    fn identity(&self) -> String {
+        (**self).identity()
+    }
+}
+
+/// What a lookup labeler answers for a pair it has no judgment for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownPair {
+    /// Abstain (`None`).
+    Abstain,
+    /// A fixed label, e.g. 0 to treat unjudged pairs as irrelevant.
+    Fixed(u8),
+}
+
+/// Looks labels up in known judgments (queries compared after [`normalize_query`]).
+pub struct JudgmentLookupLabeler {
+    labels: HashMap<String, HashMap<String, u8>>,
+    unknown: UnknownPair,
+    fingerprint: u64,
+    pairs: usize,
+}
+
+impl JudgmentLookupLabeler {
+    /// Indexes `judgments`; conflicting labels for the same (normalised) pair are an error.
+    pub fn new(judgments: &[Judgment], unknown: UnknownPair) -> anyhow::Result<Self> {
+        if let UnknownPair::Fixed(l) = unknown {
+            anyhow::ensure!(l <= MAX_LABEL, "fixed label {l} is not 0, 1 or 2");
+        }
+        let mut labels: HashMap<String, HashMap<String, u8>> = HashMap::new();
+        let mut fingerprint = 0u64;
+        let mut pairs = 0;
+        for j in judgments {
+            let q = normalize_query(&j.query);
+            let h = mix64(
+                fnv1a64(q.as_bytes()) ^ mix64(fnv1a64(j.item_id.as_bytes())) ^ u64::from(j.label),
+            );
+            let slot = labels.entry(q).or_default();
+            match slot.get(&j.item_id) {
+                Some(&l) if l != j.label => anyhow::bail!(
+                    "conflicting labels {l} and {} for ({:?}, {:?})",
+                    j.label,
+                    j.query,
+                    j.item_id
+                ),
+                Some(_) => {}
+                None => {
+                    slot.insert(j.item_id.clone(), j.label);
+                    fingerprint = fingerprint.wrapping_add(h);
+                    pairs += 1;
+                }
+            }
+        }
+        Ok(JudgmentLookupLabeler {
+            labels,
+            unknown,
+            fingerprint,
+            pairs,
+        })
+    }
+
+    /// The label of one pair, if judged.
+    pub fn lookup(&self, query: &str, item_id: &str) -> Option<u8> {
+        self.labels
+            .get(&normalize_query(query))
+            .and_then(|m| m.get(item_id))
+            .copied()
+    }
+}
+
+impl Labeler for JudgmentLookupLabeler {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        Ok(pairs
+            .iter()
+            .map(|(q, i)| {
+                self.lookup(q, i).or(match self.unknown {
+                    UnknownPair::Abstain => None,
+                    UnknownPair::Fixed(l) => Some(l),
+                })
+            })
+            .collect())
+    }
+
+    fn identity(&self) -> String {
+        let unknown = match self.unknown {
+            UnknownPair::Abstain => "abstain".to_string(),
+            UnknownPair::Fixed(l) => format!("fixed-{l}"),
+        };
+        format!(
+            "judgment-lookup pairs={} fingerprint={:016x} unknown={unknown}",
+            self.pairs, self.fingerprint
+        )
+    }
+}
+
+/// One line of the cache file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheLine {
+    labeler: String,
+    guideline: String,
+    query: String,
+    item_id: String,
+    label: u8,
+}
+
+/// A labeler with a persistent cache: an append-only JSONL file keyed by labeler identity,
+/// guideline version, query and item id, loaded when opened. Only definite labels are cached
+/// (an abstention is asked again next time).
+pub struct CachedLabeler<L> {
+    inner: L,
+    identity: String,
+    guideline: String,
+    path: PathBuf,
+    cache: Mutex<HashMap<(String, String), u8>>,
+    file: Mutex<BufWriter<File>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl<L: Labeler> CachedLabeler<L> {
+    /// Opens (or creates) the cache at `path` for `inner` under `guideline_version`.
+    ///
+    /// Lines of other labelers or guideline versions stay in the file but are not used. A
+    /// malformed line is an error naming the file and line, except a torn last line (no
+    /// trailing newline, as left by an interrupted run), which is cut off with a warning.
+    pub fn open(inner: L, path: impl AsRef<Path>, guideline_version: &str) -> anyhow::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let identity = inner.identity();
+        let mut cache = HashMap::new();
+        let mut needs_newline = false;
+        let mut torn_at: Option<u64> = None;
+        if path.exists() {
+            let mut reader = BufReader::new(
+                File::open(&path)
+                    .with_context(|| format!("opening label cache {}", path.display()))?,
+            );
+            let mut buf = Vec::new();
+            let mut line = 0;
+            let mut offset = 0u64;
+            loop {
+                buf.clear();
+                let n = reader
+                    .read_until(b'\n', &mut buf)
+                    .with_context(|| format!("reading label cache {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                let start = offset;
+                offset += n as u64;
+                line += 1;
+                let complete = buf.last() == Some(&b'\n');
+                let text = String::from_utf8_lossy(&buf);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<CacheLine>(text.trim()) {
+                    Ok(c) => {
+                        anyhow::ensure!(
+                            c.label <= MAX_LABEL,
+                            "{}:{line}: field `label`: unknown label {} (expected 0, 1 or 2)",
+                            path.display(),
+                            c.label
+                        );
+                        if c.labeler == identity && c.guideline == guideline_version {
+                            cache.insert((c.query, c.item_id), c.label);
+                        }
+                        needs_newline = !complete;
+                    }
+                    Err(e) if !complete => {
+                        tracing::warn!(
+                            "{}:{line}: cutting off a torn last line of the label cache ({e})",
+                            path.display()
+                        );
+                        torn_at = Some(start);
+                        needs_newline = false;
+                    }
+                    Err(e) => anyhow::bail!("{}:{line}: field `(record)`: {e}", path.display()),
+                }
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if let Some(len) = torn_at {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(len))
+                .with_context(|| format!("truncating label cache {}", path.display()))?;
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening label cache {}", path.display()))?;
+        let mut file = BufWriter::new(f);
+        if needs_newline {
+            file.write_all(b"\n")?;
+        }
+        Ok(CachedLabeler {
+            inner,
+            identity,
+            guideline: guideline_version.to_string(),
+            path,
+            cache: Mutex::new(cache),
+            file: Mutex::new(file),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    /// Pairs answered from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Pairs sent to the inner labeler so far.
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    /// Cached labels usable by this labeler and guideline version.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().expect("cache lock").len()
+    }
+
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The wrapped labeler.
+    pub fn inner(&self) -> &L {
+        &self.inner
+    }
+}
+
+impl<L: Labeler> Labeler for CachedLabeler<L> {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        let mut out: Vec<Option<u8>> = vec![None; pairs.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        {
+            let cache = self.cache.lock().expect("cache lock");
+            for (i, p) in pairs.iter().enumerate() {
+                match cache.get(p) {
+                    Some(&l) => out[i] = Some(l),
+                    None => missing.push(i),
+                }
+            }
+        }
+        self.hits
+            .fetch_add((pairs.len() - missing.len()) as u64, Ordering::Relaxed);
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        // Ask once per distinct pair.
+        let mut distinct: Vec<(String, String)> = Vec::new();
+        let mut slot: HashMap<&(String, String), usize> = HashMap::new();
+        for &i in &missing {
+            slot.entry(&pairs[i]).or_insert_with(|| {
+                distinct.push(pairs[i].clone());
+                distinct.len() - 1
+            });
+        }
+        self.misses
+            .fetch_add(distinct.len() as u64, Ordering::Relaxed);
+        let labels = self.inner.label(&distinct)?;
+        anyhow::ensure!(
+            labels.len() == distinct.len(),
+            "labeler {} returned {} labels for {} pairs",
+            self.identity,
+            labels.len(),
+            distinct.len()
+        );
+        if let Some(bad) = labels.iter().flatten().find(|&&l| l > MAX_LABEL) {
+            anyhow::bail!("labeler {} returned label {bad}", self.identity);
+        }
+        {
+            let mut cache = self.cache.lock().expect("cache lock");
+            let mut file = self.file.lock().expect("cache file lock");
+            for (p, l) in distinct.iter().zip(&labels) {
+                if let Some(l) = *l {
+                    let line = CacheLine {
+                        labeler: self.identity.clone(),
+                        guideline: self.guideline.clone(),
+                        query: p.0.clone(),
+                        item_id: p.1.clone(),
+                        label: l,
+                    };
+                    serde_json::to_writer(&mut *file, &line)?;
+                    file.write_all(b"\n")?;
+                    cache.insert(p.clone(), l);
+                }
+            }
+            file.flush()
+                .with_context(|| format!("writing label cache {}", self.path.display()))?;
+        }
+        for &i in &missing {
+            out[i] = labels[slot[&pairs[i]]];
+        }
+        Ok(out)
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+}
+
+/// Labels pairs in batches of `batch` and collects the results.
+pub fn label_in_batches(
+    labeler: &dyn Labeler,
+    pairs: &[(String, String)],
+    batch: usize,
+) -> anyhow::Result<Vec<Option<u8>>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(batch.max(1)) {
+        let labels = labeler.label(chunk)?;
+        anyhow::ensure!(
+            labels.len() == chunk.len(),
+            "labeler {} returned {} labels for {} pairs",
+            labeler.identity(),
+            labels.len(),
+            chunk.len()
+        );
+        out.extend(labels);
+    }
+    Ok(out)
+}

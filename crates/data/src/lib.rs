@@ -1,0 +1,43 @@
+//! strata data layer: catalogs and relevance judgments, their file formats and validation,
+//! item text, query splits, training instances, spelling and synthetic-query augmentation,
+//! labelers, the synthetic marketplace and summary statistics.
+//!
+//! ```no_run
+//! use strata_data::marketplace::{Marketplace, MarketplaceConfig};
+//! use strata_data::instances::{QueryGroups, InstanceConfig, build_instances};
+//! use strata_data::split::Split;
+//!
+//! let m = Marketplace::generate(&MarketplaceConfig::default())?;
+//! let train = m.judgments_in(Split::Train);
+//! let groups = QueryGroups::new(&m.catalog, &train)?;
+//! let (instances, stats) = build_instances(&groups, &InstanceConfig::default(), 0)?;
+//! # anyhow::Ok(())
+//! ```
+
+pub mod adapters;
+pub mod encoder;
+pub mod hash;
+pub mod instances;
+pub mod io;
+pub mod labeler;
+pub mod marketplace;
+pub mod progress;
+pub mod record;
+pub mod spelling;
+pub mod split;
+pub mod stats;
+pub mod synth;
+pub mod text;
+pub mod tokens;
+pub mod validate;
+
+pub use encoder::{Side, TextEncoder};
+pub use io::{
+    Format, ReadOptions, RelevanceThresholds, load_catalog, load_catalog_with, load_dataset,
+    load_judgments, load_judgments_with, write_catalog, write_catalog_as, write_judgments,
+    write_judgments_as,
+};
+pub use labeler::Labeler;
+pub use record::{Catalog, Dataset, Engagement, Item, Judgment, MAX_LABEL, Source};
+pub use text::{ItemTextConfig, TaxonomyDepth};
+pub use validate::{InvalidRows, OnInvalid, ReadReport, RowError};

@@ -1,0 +1,178 @@
+//! Training instances: forms, label levels, determinism.
+
+use std::collections::{HashMap, HashSet};
+
+use strata_data::instances::{Form, InstanceConfig, PerQuery, QueryGroups, build_instances};
+use strata_data::{Catalog, Item, Judgment};
+
+/// A catalog of 100 items and judgments with known label mixes:
+/// q0: 2,1,0; q1: 2,0; q2: 1,0; q3: 2,1; q4: only 0; q5: only 2; q6..q59: random mixes.
+fn data() -> (Catalog, Vec<Judgment>) {
+    let catalog = Catalog::from_items(
+        (0..100)
+            .map(|i| Item::new(format!("i{i}"), format!("item {i}")))
+            .collect(),
+    )
+    .unwrap();
+    let mut js = Vec::new();
+    let mut add = |q: &str, items: std::ops::Range<usize>, label: u8| {
+        for i in items {
+            js.push(Judgment::new(q, format!("i{i}"), label));
+        }
+    };
+    add("q0", 0..5, 2);
+    add("q0", 5..8, 1);
+    add("q0", 8..30, 0);
+    add("q1", 0..3, 2);
+    add("q1", 30..40, 0);
+    add("q2", 40..42, 1);
+    add("q2", 42..45, 0);
+    add("q3", 45..47, 2);
+    add("q3", 47..50, 1);
+    add("q4", 50..60, 0);
+    add("q5", 60..62, 2);
+    let mut x: u64 = 7;
+    for q in 6..60 {
+        for i in 0..12 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            js.push(Judgment::new(
+                format!("q{q}"),
+                format!("i{}", (q * 7 + i * 13) % 100),
+                ((x >> 33) % 3) as u8,
+            ));
+        }
+    }
+    (catalog, js)
+}
+
+#[test]
+fn instances_have_two_levels_and_the_query_form() {
+    let (catalog, js) = data();
+    let groups = QueryGroups::new(&catalog, &js).unwrap();
+    let judged: HashMap<(&str, u32), u8> = js
+        .iter()
+        .map(|j| {
+            (
+                (
+                    j.query.as_str(),
+                    catalog.index_of(&j.item_id).unwrap() as u32,
+                ),
+                j.label,
+            )
+        })
+        .collect();
+    let cfg = InstanceConfig {
+        items_per_label: [3, 2, 1],
+        per_query: PerQuery::Cover { max: 10 },
+        seed: 5,
+    };
+    let (instances, stats) = build_instances(&groups, &cfg, 0).unwrap();
+    assert_eq!(stats.queries, 60);
+    assert_eq!(stats.single_level_queries, 2); // q4 and q5
+    assert_eq!(stats.instances, instances.len());
+    assert_eq!(stats.per_form.iter().sum::<usize>(), instances.len());
+    for inst in &instances {
+        let q = groups.query(inst.query_idx as usize).clone();
+        assert_eq!(inst.query, q);
+        let levels: HashSet<u8> = inst.items.iter().map(|p| p.1).collect();
+        assert!(levels.len() >= 2, "{inst:?}");
+        assert_eq!(
+            Form::from_levels(groups.levels(inst.query_idx as usize)),
+            inst.form()
+        );
+        let distinct: HashSet<u32> = inst.items.iter().map(|p| p.0).collect();
+        assert_eq!(
+            distinct.len(),
+            inst.items.len(),
+            "an item repeats within {inst:?}"
+        );
+        for &(item, label) in &inst.items {
+            assert_eq!(judged[&(&*q, item)], label, "{q} item {item}");
+        }
+        for l in 0..3u8 {
+            let n = inst.items.iter().filter(|p| p.1 == l).count();
+            assert!(n <= cfg.items_per_label[l as usize]);
+        }
+    }
+    let form_of = |name: &str| {
+        instances
+            .iter()
+            .find(|i| &*i.query == name)
+            .and_then(|i| i.form())
+    };
+    assert_eq!(form_of("q0"), Some(Form::TwoOneZero));
+    assert_eq!(form_of("q1"), Some(Form::TwoZero));
+    assert_eq!(form_of("q2"), Some(Form::OneZero));
+    assert_eq!(form_of("q3"), Some(Form::TwoOne));
+    assert!(form_of("q4").is_none() && form_of("q5").is_none());
+    // Cover mode: q0 has 22 label-0 items at 3 per instance -> 8 instances using all of them.
+    let q0: Vec<_> = instances.iter().filter(|i| &*i.query == "q0").collect();
+    assert_eq!(q0.len(), 8);
+    let zeros: HashSet<u32> = q0
+        .iter()
+        .flat_map(|i| i.items.iter().filter(|p| p.1 == 0).map(|p| p.0))
+        .collect();
+    assert_eq!(zeros.len(), 22);
+}
+
+#[test]
+fn the_seed_and_epoch_determine_the_instances() {
+    let (catalog, js) = data();
+    let groups = QueryGroups::new(&catalog, &js).unwrap();
+    let cfg = InstanceConfig {
+        seed: 11,
+        ..Default::default()
+    };
+    let (a, _) = build_instances(&groups, &cfg, 3).unwrap();
+    let (b, _) = build_instances(&groups, &cfg, 3).unwrap();
+    assert_eq!(a, b);
+    // Independent of the number of threads.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let (c, _) = pool.install(|| build_instances(&groups, &cfg, 3).unwrap());
+    assert_eq!(a, c);
+    let (d, _) = build_instances(&groups, &cfg, 4).unwrap();
+    assert_ne!(a, d);
+    let (e, _) = build_instances(&groups, &InstanceConfig { seed: 12, ..cfg }, 3).unwrap();
+    assert_ne!(a, e);
+    let fixed = InstanceConfig {
+        per_query: PerQuery::Fixed(2),
+        ..cfg
+    };
+    let (f, stats) = build_instances(&groups, &fixed, 0).unwrap();
+    assert_eq!(f.len(), 2 * stats.used_queries);
+    assert!(
+        build_instances(
+            &groups,
+            &InstanceConfig {
+                items_per_label: [0, 1, 1],
+                ..cfg
+            },
+            0
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn unknown_items_and_conflicts_are_errors() {
+    let (catalog, mut js) = data();
+    js.push(Judgment::new("q0", "nope", 1));
+    let err = QueryGroups::new(&catalog, &js).unwrap_err().to_string();
+    assert!(
+        err.contains("\"nope\"") && err.contains("not in the catalog"),
+        "{err}"
+    );
+    js.pop();
+    js.push(Judgment::new("q0", "i0", 0));
+    assert!(
+        QueryGroups::new(&catalog, &js)
+            .unwrap_err()
+            .to_string()
+            .contains("conflicting")
+    );
+}

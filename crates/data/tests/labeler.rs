@@ -1,0 +1,152 @@
+//! Labelers: lookup policy, persistent cache with hit/miss counts, object safety.
+
+use std::sync::Mutex;
+
+use strata_data::Judgment;
+use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, Labeler, UnknownPair};
+
+/// Labels by query length and records every pair it was asked about.
+struct Counting {
+    asked: Mutex<Vec<(String, String)>>,
+}
+
+impl Labeler for Counting {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        self.asked.lock().unwrap().extend(pairs.iter().cloned());
+        Ok(pairs
+            .iter()
+            .map(|(q, _)| {
+                if q == "abstain" {
+                    None
+                } else {
+                    Some((q.len() % 3) as u8)
+                }
+            })
+            .collect())
+    }
+    fn identity(&self) -> String {
+        "counting-v1".into()
+    }
+}
+
+fn counting() -> Counting {
+    Counting {
+        asked: Mutex::new(Vec::new()),
+    }
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(q, i)| (q.to_string(), i.to_string()))
+        .collect()
+}
+
+#[test]
+fn lookup_labeler_answers_known_pairs_and_applies_the_unknown_policy() {
+    let js = vec![
+        Judgment::new("Red  Shoes", "1", 2),
+        Judgment::new("red shoes", "2", 0),
+    ];
+    let abstain = JudgmentLookupLabeler::new(&js, UnknownPair::Abstain).unwrap();
+    let p = pairs(&[
+        ("red shoes", "1"),
+        ("RED SHOES", "2"),
+        ("red shoes", "3"),
+        ("blue", "1"),
+    ]);
+    assert_eq!(abstain.label(&p).unwrap(), [Some(2), Some(0), None, None]);
+    let zero = JudgmentLookupLabeler::new(&js, UnknownPair::Fixed(0)).unwrap();
+    assert_eq!(
+        zero.label(&p).unwrap(),
+        [Some(2), Some(0), Some(0), Some(0)]
+    );
+    assert_ne!(abstain.identity(), zero.identity());
+    let other = JudgmentLookupLabeler::new(&js[..1], UnknownPair::Abstain).unwrap();
+    assert_ne!(abstain.identity(), other.identity());
+    let conflict = vec![Judgment::new("a", "1", 2), Judgment::new("A", "1", 1)];
+    assert!(JudgmentLookupLabeler::new(&conflict, UnknownPair::Abstain).is_err());
+    assert!(JudgmentLookupLabeler::new(&js, UnknownPair::Fixed(3)).is_err());
+    // Object safe.
+    let boxed: Box<dyn Labeler> = Box::new(zero);
+    assert_eq!(boxed.label(&p[..1]).unwrap(), [Some(2)]);
+}
+
+#[test]
+fn cache_persists_across_runs_and_counts_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache/labels.jsonl");
+    let batch = pairs(&[("ab", "1"), ("abc", "2"), ("ab", "1"), ("abstain", "3")]);
+    {
+        let cached = CachedLabeler::open(counting(), &path, "g1").unwrap();
+        assert_eq!(
+            cached.label(&batch).unwrap(),
+            [Some(2), Some(0), Some(2), None]
+        );
+        // The repeated pair is asked once.
+        assert_eq!(cached.inner().asked.lock().unwrap().len(), 3);
+        assert_eq!((cached.hits(), cached.misses()), (0, 3));
+        assert_eq!(cached.label(&batch[..2]).unwrap(), [Some(2), Some(0)]);
+        assert_eq!((cached.hits(), cached.misses()), (2, 3));
+        assert_eq!(cached.identity(), "counting-v1");
+    }
+    // A new run loads the file: nothing known is asked again; the abstention is retried.
+    let cached = CachedLabeler::open(counting(), &path, "g1").unwrap();
+    assert_eq!(cached.cached(), 2);
+    assert_eq!(
+        cached.label(&batch).unwrap(),
+        [Some(2), Some(0), Some(2), None]
+    );
+    assert_eq!(
+        *cached.inner().asked.lock().unwrap(),
+        pairs(&[("abstain", "3")])
+    );
+    assert_eq!((cached.hits(), cached.misses()), (3, 1));
+    drop(cached);
+    // Another guideline version does not reuse the labels.
+    let v2 = CachedLabeler::open(counting(), &path, "g2").unwrap();
+    assert_eq!(v2.cached(), 0);
+    v2.label(&batch[..1]).unwrap();
+    assert_eq!(v2.misses(), 1);
+    let lines = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains("\"labeler\":\"counting-v1\""))
+    );
+}
+
+#[test]
+fn cache_file_errors_and_torn_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labels.jsonl");
+    let good = r#"{"labeler":"counting-v1","guideline":"g","query":"ab","item_id":"1","label":2}"#;
+    // A torn last line (an interrupted write) is ignored and the next write starts on a new line.
+    std::fs::write(&path, format!("{good}\n{{\"labeler\":\"coun")).unwrap();
+    let cached = CachedLabeler::open(counting(), &path, "g").unwrap();
+    assert_eq!(cached.cached(), 1);
+    cached.label(&pairs(&[("abc", "9")])).unwrap();
+    drop(cached);
+    let reopened = CachedLabeler::open(counting(), &path, "g").unwrap();
+    assert_eq!(reopened.cached(), 2);
+    drop(reopened);
+    // A malformed complete line is an error naming the file and line.
+    std::fs::write(&path, format!("{good}\nnot json\n")).unwrap();
+    let err = CachedLabeler::open(counting(), &path, "g")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(&format!("{}:2:", path.display())), "{err}");
+    std::fs::write(&path, good.replace("\"label\":2", "\"label\":7") + "\n").unwrap();
+    let err = CachedLabeler::open(counting(), &path, "g")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "{}:1: field `label`: unknown label 7",
+            path.display()
+        )),
+        "{err}"
+    );
+}

@@ -1,0 +1,312 @@
+//! Mine and Refine, stage 2's data (paper section 4.4): retrieve the top `k` training items
+//! for every training query with the stage-1 model (HNSW, with exact search as the fallback
+//! and the check), keep the labels of pairs that are already judged, ask a labeler for the
+//! rest (so that near misses are not mistaken for negatives), select
+//!
+//! - hard negatives: label 0 ranked above the split point (`k/2` by default),
+//! - hard positives: label >= 1 ranked below it,
+//!
+//! and merge them with the original training judgments, which are always kept (dropping the
+//! original negatives causes catastrophic forgetting).
+
+mod select;
+
+pub use select::{Candidate, Selection, SelectionRules, select_candidates};
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use strata_data::{Catalog, ItemTextConfig, Judgment, Labeler, Side, Source, TextEncoder};
+use strata_eval::{ExactIndex, Hit, HnswParams, VectorSearch};
+
+/// Which items the queries are searched against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Corpus {
+    /// The unique items of the training judgments (the paper's choice).
+    #[default]
+    TrainingItems,
+    /// Every item of the catalog.
+    Catalog,
+}
+
+/// Mining settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MineConfig {
+    /// Items retrieved per query (the paper uses 100-200).
+    pub k: usize,
+    /// Split point between "top" and "bottom" ranks; `None` means `k / 2`.
+    pub split: Option<usize>,
+    /// Hard negatives are taken from this rank on (1 = include the very hardest). The paper
+    /// found that keeping label-0 items of the top 10 helps with circle loss.
+    pub negatives_from_rank: usize,
+    pub corpus: Corpus,
+    /// Use HNSW (exact search otherwise).
+    pub ann: bool,
+    pub hnsw: HnswParams,
+    /// Queries on which HNSW is checked against exact search (0: none, usize::MAX: all).
+    pub recall_check_queries: usize,
+    /// Pairs per labeler call.
+    pub label_batch: usize,
+}
+
+impl Default for MineConfig {
+    fn default() -> Self {
+        MineConfig {
+            k: 150,
+            split: None,
+            negatives_from_rank: 1,
+            corpus: Corpus::TrainingItems,
+            ann: true,
+            hnsw: HnswParams { connectivity: 16, expansion_add: 128, expansion_search: 256 },
+            recall_check_queries: 1000,
+            label_batch: 256,
+        }
+    }
+}
+
+impl MineConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.k >= 2, "mining: `k` must be at least 2, got {}", self.k);
+        if let Some(s) = self.split {
+            anyhow::ensure!(s >= 1 && s < self.k, "mining: `split` must be in 1..k, got {s}");
+        }
+        anyhow::ensure!(self.negatives_from_rank >= 1, "mining: `negatives_from_rank` starts at 1");
+        anyhow::ensure!(self.label_batch >= 1, "mining: `label_batch` must be positive");
+        Ok(())
+    }
+
+    fn rules(&self) -> SelectionRules {
+        SelectionRules {
+            split: self.split.unwrap_or(self.k / 2),
+            negatives_from_rank: self.negatives_from_rank,
+        }
+    }
+}
+
+/// Label counts of newly labeled pairs in one rank bucket.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Bucket {
+    pub ranks: String,
+    pub label_0: usize,
+    pub label_1: usize,
+    pub label_2: usize,
+    pub unlabeled: usize,
+}
+
+/// What a mining run did (`mining_report.json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MineReport {
+    pub k: usize,
+    pub split: usize,
+    pub queries: usize,
+    pub corpus_items: usize,
+    pub labeler: String,
+    pub pairs_retrieved: usize,
+    pub already_judged: usize,
+    pub newly_labeled: usize,
+    pub unlabeled: usize,
+    pub new_by_rank: Vec<Bucket>,
+    pub hard_negatives: usize,
+    pub hard_positives: usize,
+    /// Newly labeled pairs in the top `split` ranks that the labeler called relevant (>= 1):
+    /// the false negatives that naive top-k negative mining would have trained on.
+    pub top_half_new: usize,
+    pub top_half_relevant: usize,
+    pub naive_false_negative_rate: f64,
+    pub original_judgments: usize,
+    pub merged_judgments: usize,
+    pub search: String,
+    pub ann_recall_at_k: Option<f64>,
+    pub recall_checked_queries: usize,
+    pub seconds_embedding: f64,
+    pub seconds_search: f64,
+    pub seconds_labeling: f64,
+}
+
+/// The result of [`mine`].
+pub struct MineOutput {
+    /// Original training judgments followed by the selected mined pairs (source `mined`).
+    pub judgments: Vec<Judgment>,
+    pub report: MineReport,
+}
+
+/// Runs the mining step. `judgments` are the training judgments (every query among them is
+/// mined); `labeler` labels unjudged pairs (wrap it in `CachedLabeler` so no pair is paid for
+/// twice).
+pub fn mine(
+    encoder: &dyn TextEncoder,
+    catalog: &Catalog,
+    item_text: &ItemTextConfig,
+    judgments: &[Judgment],
+    labeler: &dyn Labeler,
+    cfg: &MineConfig,
+) -> anyhow::Result<MineOutput> {
+    cfg.validate()?;
+    anyhow::ensure!(!judgments.is_empty(), "mining: no training judgments");
+    let rules = cfg.rules();
+
+    // Corpus and queries.
+    let corpus: Vec<usize> = match cfg.corpus {
+        Corpus::Catalog => (0..catalog.len()).collect(),
+        Corpus::TrainingItems => {
+            let mut seen = HashSet::new();
+            let mut v = Vec::new();
+            for j in judgments {
+                let i = catalog.index_of(&j.item_id).with_context(|| {
+                    format!("mining: judgment ({:?}, {}) names an item not in the catalog", j.query, j.item_id)
+                })?;
+                if seen.insert(i) {
+                    v.push(i);
+                }
+            }
+            v
+        }
+    };
+    let mut queries: Vec<&str> = Vec::new();
+    let mut known: HashMap<(&str, &str), u8> = HashMap::new();
+    let mut seen_queries = HashSet::new();
+    for j in judgments {
+        known.insert((j.query.as_str(), j.item_id.as_str()), j.label);
+        if seen_queries.insert(j.query.as_str()) {
+            queries.push(j.query.as_str());
+        }
+    }
+
+    let t = Instant::now();
+    let texts: Vec<String> = corpus.iter().map(|&i| item_text.render(&catalog.items()[i])).collect();
+    let text_refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let item_emb = encoder.encode(&text_refs, Side::Item).context("mining: embedding items")?;
+    let query_emb = encoder.encode(&queries, Side::Query).context("mining: embedding queries")?;
+    let seconds_embedding = t.elapsed().as_secs_f64();
+    let dim = encoder.dim();
+
+    let t = Instant::now();
+    let k = cfg.k.min(corpus.len());
+    let exact = ExactIndex::new(item_emb.clone(), dim)?;
+    let (hits, search, recall, checked) = if cfg.ann && corpus.len() > k {
+        let hits = ann_search(&item_emb, dim, &query_emb, k, cfg.hnsw)?;
+        let n_check = cfg.recall_check_queries.min(queries.len());
+        let recall = if n_check > 0 {
+            let sub = &query_emb[..n_check * dim];
+            let ex = exact.search(sub, k)?;
+            Some(strata_eval::search::recall_against(&ex, &hits[..n_check], k))
+        } else {
+            None
+        };
+        (hits, "hnsw".to_string(), recall, n_check)
+    } else {
+        (exact.search(&query_emb, k)?, "exact".to_string(), None, 0)
+    };
+    let seconds_search = t.elapsed().as_secs_f64();
+
+    // Candidates: every retrieved pair with its rank and, where judged, its label.
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(queries.len() * k);
+    for (qi, row) in hits.iter().enumerate() {
+        for (r, h) in row.iter().enumerate() {
+            let item = &catalog.items()[corpus[h.item as usize]];
+            candidates.push(Candidate {
+                query: queries[qi].to_string(),
+                item_id: item.id.clone(),
+                rank: r + 1,
+                judged: known.get(&(queries[qi], item.id.as_str())).copied(),
+                label: None,
+            });
+        }
+    }
+    let pending: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].judged.is_none()).collect();
+    let t = Instant::now();
+    let pairs: Vec<(String, String)> = pending
+        .iter()
+        .map(|&i| (candidates[i].query.clone(), candidates[i].item_id.clone()))
+        .collect();
+    let labels = strata_data::labeler::label_in_batches(labeler, &pairs, cfg.label_batch)
+        .with_context(|| format!("mining: labeler {}", labeler.identity()))?;
+    for (&i, l) in pending.iter().zip(labels) {
+        candidates[i].label = l;
+    }
+    let seconds_labeling = t.elapsed().as_secs_f64();
+
+    let selection = select_candidates(&candidates, &rules);
+    let mut report = MineReport {
+        k,
+        split: rules.split,
+        queries: queries.len(),
+        corpus_items: corpus.len(),
+        labeler: labeler.identity(),
+        pairs_retrieved: candidates.len(),
+        already_judged: candidates.len() - pending.len(),
+        newly_labeled: pending.iter().filter(|&&i| candidates[i].label.is_some()).count(),
+        unlabeled: pending.iter().filter(|&&i| candidates[i].label.is_none()).count(),
+        new_by_rank: rank_buckets(&candidates, k, rules.split),
+        hard_negatives: selection.hard_negatives.len(),
+        hard_positives: selection.hard_positives.len(),
+        original_judgments: judgments.len(),
+        search,
+        ann_recall_at_k: recall,
+        recall_checked_queries: checked,
+        seconds_embedding,
+        seconds_search,
+        seconds_labeling,
+        ..Default::default()
+    };
+    for c in candidates.iter().filter(|c| c.judged.is_none() && c.rank <= rules.split) {
+        if let Some(l) = c.label {
+            report.top_half_new += 1;
+            if l >= 1 {
+                report.top_half_relevant += 1;
+            }
+        }
+    }
+    report.naive_false_negative_rate = if report.top_half_new > 0 {
+        report.top_half_relevant as f64 / report.top_half_new as f64
+    } else {
+        0.0
+    };
+
+    let mut merged = judgments.to_vec();
+    for &i in selection.hard_negatives.iter().chain(&selection.hard_positives) {
+        let c = &candidates[i];
+        let mut j = Judgment::new(c.query.clone(), c.item_id.clone(), c.label.expect("selected pairs are labeled"));
+        j.source = Some(Source::Mined);
+        merged.push(j);
+    }
+    report.merged_judgments = merged.len();
+    Ok(MineOutput { judgments: merged, report })
+}
+
+#[cfg(feature = "ann")]
+fn ann_search(items: &[f32], dim: usize, queries: &[f32], k: usize, p: HnswParams) -> anyhow::Result<Vec<Vec<Hit>>> {
+    let index = strata_eval::HnswIndex::build(items, dim, p)?;
+    Ok(index.search(queries, k)?)
+}
+
+#[cfg(not(feature = "ann"))]
+fn ann_search(items: &[f32], dim: usize, queries: &[f32], k: usize, _p: HnswParams) -> anyhow::Result<Vec<Vec<Hit>>> {
+    tracing::warn!("built without the `ann` feature: mining with exact search");
+    Ok(ExactIndex::new(items.to_vec(), dim)?.search(queries, k)?)
+}
+
+fn rank_buckets(candidates: &[Candidate], k: usize, split: usize) -> Vec<Bucket> {
+    let top = 10.min(split);
+    let bounds = [(1, top), (top + 1, split), (split + 1, k)];
+    bounds
+        .iter()
+        .filter(|(a, b)| a <= b)
+        .map(|&(a, b)| {
+            let mut bucket = Bucket { ranks: format!("{a}-{b}"), ..Default::default() };
+            for c in candidates.iter().filter(|c| c.judged.is_none() && c.rank >= a && c.rank <= b) {
+                match c.label {
+                    Some(0) => bucket.label_0 += 1,
+                    Some(1) => bucket.label_1 += 1,
+                    Some(_) => bucket.label_2 += 1,
+                    None => bucket.unlabeled += 1,
+                }
+            }
+            bucket
+        })
+        .collect()
+}

@@ -1,0 +1,138 @@
+//! Mining on a tiny hand-made catalog with a deterministic encoder: the selection rules,
+//! that originals are kept, and that the label cache prevents relabeling.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use strata_data::labeler::CachedLabeler;
+use strata_data::{Catalog, Item, ItemTextConfig, Judgment, Labeler, Side, Source, TextEncoder};
+use strata_mining::{Candidate, MineConfig, SelectionRules, mine, select_candidates};
+
+/// Embeds "qN" / "item N" on a circle so that item i's similarity to query 0 falls with i.
+struct Circle;
+
+impl TextEncoder for Circle {
+    fn dim(&self) -> usize {
+        2
+    }
+    fn name(&self) -> String {
+        "circle".into()
+    }
+    fn encode(&self, texts: &[&str], _side: Side) -> anyhow::Result<Vec<f32>> {
+        let mut v = Vec::new();
+        for t in texts {
+            let n: f32 = t.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap();
+            let a = if t.starts_with('q') { 0.0 } else { n * 0.05 };
+            v.extend([a.cos(), a.sin()]);
+        }
+        Ok(v)
+    }
+}
+
+/// Labels item i as 2 if i % 5 == 0, 1 if i % 5 == 1, else 0; counts the pairs it is asked.
+struct Rule(AtomicUsize);
+
+impl Labeler for Rule {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        self.0.fetch_add(pairs.len(), Ordering::SeqCst);
+        Ok(pairs
+            .iter()
+            .map(|(_, id)| {
+                let i: usize = id[1..].parse().unwrap();
+                Some(match i % 5 {
+                    0 => 2,
+                    1 => 1,
+                    _ => 0,
+                })
+            })
+            .collect())
+    }
+    fn identity(&self) -> String {
+        "rule".into()
+    }
+}
+
+fn catalog(n: usize) -> Catalog {
+    Catalog::from_items((0..n).map(|i| Item::new(format!("i{i}"), format!("item {i}"))).collect())
+        .unwrap()
+}
+
+#[test]
+fn selection_rules_are_exact() {
+    let c = |rank, judged, label| Candidate {
+        query: "q".into(),
+        item_id: format!("i{rank}"),
+        rank,
+        judged,
+        label,
+    };
+    let cands = vec![
+        c(1, None, Some(0)),    // hard negative (top half)
+        c(2, Some(0), None),    // already judged: never selected
+        c(3, None, Some(2)),    // relevant in the top half: not selected
+        c(4, None, None),       // unlabeled: never selected
+        c(5, None, Some(0)),    // rank 5 > split 4: not a hard negative
+        c(6, None, Some(1)),    // hard positive
+        c(7, Some(2), None),    // judged
+        c(8, None, Some(2)),    // hard positive
+    ];
+    let s = select_candidates(&cands, &SelectionRules { split: 4, negatives_from_rank: 1 });
+    assert_eq!(s.hard_negatives, vec![0]);
+    assert_eq!(s.hard_positives, vec![5, 7]);
+    let s = select_candidates(&cands, &SelectionRules { split: 4, negatives_from_rank: 2 });
+    assert!(s.hard_negatives.is_empty());
+}
+
+#[test]
+fn mining_keeps_originals_selects_by_rank_and_caches_labels() {
+    let cat = catalog(40);
+    // Query "q0" judged on a few items; every item is in the training data.
+    let mut train: Vec<Judgment> = (0..40).step_by(3).map(|i| Judgment::new("q0", format!("i{i}"), 0)).collect();
+    train.push(Judgment::new("q0", "i1", 2));
+    let cfg = MineConfig { k: 20, ann: false, corpus: strata_mining::Corpus::Catalog, ..Default::default() };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("labels.jsonl");
+    let labeler = CachedLabeler::open(Rule(AtomicUsize::new(0)), &cache, "v1").unwrap();
+    let out = mine(&Circle, &cat, &ItemTextConfig::name_only(), &train, &labeler, &cfg).unwrap();
+    let r = &out.report;
+    assert_eq!(r.k, 20);
+    assert_eq!(r.split, 10);
+    assert_eq!(r.pairs_retrieved, 20);
+    // Ranks 1..=20 are items i0..i19 (similarity falls with i). Judged among them: i0,i3,..,i18 and i1.
+    let judged: Vec<usize> = (0..20).filter(|i| i % 3 == 0 || *i == 1).collect();
+    assert_eq!(r.already_judged, judged.len());
+    assert_eq!(r.newly_labeled, 20 - judged.len());
+    // The originals come first, unchanged.
+    assert_eq!(&out.judgments[..train.len()], &train[..]);
+    let mined: Vec<&Judgment> = out.judgments[train.len()..].iter().collect();
+    assert!(mined.iter().all(|j| j.source == Some(Source::Mined)));
+    let ids: Vec<&str> = mined.iter().map(|j| j.item_id.as_str()).collect();
+    // Hard negatives: unjudged, label 0 (i % 5 in 2..5), rank <= 10 -> i2, i4, i7, i8.
+    // Hard positives: unjudged, label >= 1, rank > 10 -> i10 (2), i11 (1), i16 (1).
+    assert_eq!(ids, ["i2", "i4", "i7", "i8", "i10", "i11", "i16"]);
+    assert_eq!(r.hard_negatives, 4);
+    assert_eq!(r.hard_positives, 3);
+    // Top-half new pairs: i2,i4,i5,i7,i8 -> i5 (label 2) is a false negative of naive mining.
+    assert_eq!(r.top_half_new, 5);
+    assert_eq!(r.top_half_relevant, 1);
+    let asked = labeler.inner().0.load(Ordering::SeqCst);
+    assert_eq!(asked, 20 - judged.len());
+
+    // A second run with a fresh process-level labeler but the same cache asks nothing.
+    let again = CachedLabeler::open(Rule(AtomicUsize::new(0)), &cache, "v1").unwrap();
+    let out2 = mine(&Circle, &cat, &ItemTextConfig::name_only(), &train, &again, &cfg).unwrap();
+    assert_eq!(again.inner().0.load(Ordering::SeqCst), 0, "cached pairs were labeled again");
+    assert_eq!(out2.judgments, out.judgments);
+}
+
+#[test]
+fn bad_settings_are_rejected() {
+    let cfg = MineConfig { k: 10, split: Some(10), ..Default::default() };
+    assert!(format!("{:#}", cfg.validate().unwrap_err()).contains("split"));
+    let cat = catalog(3);
+    let train = vec![Judgment::new("q0", "missing", 1)];
+    let labeler = Rule(AtomicUsize::new(0));
+    let err = mine(&Circle, &cat, &ItemTextConfig::name_only(), &train, &labeler, &MineConfig::default())
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("missing"), "{err:#}");
+}

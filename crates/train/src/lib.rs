@@ -1,0 +1,31 @@
+//! strata training: the losses of the Mine and Refine paper and the trainer.
+//!
+//! - [`losses`]: graded SupCon, multi-class circle, triplet and InfoNCE losses;
+//! - [`config`]: the run configuration ([`TrainConfig`], TOML);
+//! - [`data`]: the training data of a run and its per-epoch instances;
+//! - [`batch`]: length-sorted, deduplicated forward chunks of a batch of instances;
+//! - [`step`]: the forward pass of a batch and the trained module;
+//! - [`optim`]: AdamW, gradient accumulation and clipping, the learning-rate schedule;
+//! - [`checkpoint`]: atomic checkpoints for resumable runs;
+//! - [`dev`]: NDCG@10 on the development split;
+//! - [`trainer`]: the training loop, [`train`] / [`train_with`];
+//! - [`bench`]: timing of one training step on a fixed batch.
+
+pub mod batch;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod dev;
+pub mod losses;
+pub mod optim;
+pub mod step;
+pub mod trainer;
+
+#[cfg(test)]
+mod testutil;
+#[cfg(test)]
+mod tests;
+
+pub use config::TrainConfig;
+pub use trainer::{TrainOptions, TrainSummary, train, train_with};

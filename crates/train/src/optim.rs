@@ -1,0 +1,684 @@
+//! AdamW with decoupled weight decay (Loshchilov & Hutter 2019), as PyTorch's `torch.optim.AdamW`
+//! computes it, plus the pieces a trainer needs around it:
+//!
+//! - [`GradBuffer`]: the gradients of a module's parameters keyed by module path, summed over
+//!   micro-batches (gradient accumulation), with global-norm clipping (PyTorch's
+//!   `clip_grad_norm_`);
+//! - [`AdamW`]: the update, one fused pass over each parameter's `f32` values, with a learning
+//!   rate and a weight-decay switch per parameter path, and moments keyed by path so that they
+//!   save and load across processes (parameter ids are not stable across a reload);
+//! - [`ParamGroups`]: which learning rate and weight decay each path gets.
+//!
+//! The update per parameter `p` with gradient `g` at its step `t` (1-based):
+//!
+//! ```text
+//! p ← p · (1 − lr·wd)
+//! m ← β1·m + (1 − β1)·g          v ← β2·v + (1 − β2)·g²
+//! p ← p − lr · (m / (1 − β1^t)) / (sqrt(v / (1 − β2^t)) + ε)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Gradients, Tensor, TensorData};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Elements per parallel chunk of the fused loops.
+const CHUNK: usize = 1 << 14;
+
+/// AdamW hyper-parameters (PyTorch's names and defaults, except `epsilon`: see the field).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamWConfig {
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// Added to the root of the second moment. 1e-6 as in BERT and sentence-transformers
+    /// fine-tuning (PyTorch's own default is 1e-8).
+    pub epsilon: f64,
+    /// Decoupled weight decay (PyTorch's AdamW default 0.01).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-6,
+            weight_decay: 0.01,
+        }
+    }
+}
+
+/// Learning rate and weight decay of the parameters at a module path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupSettings {
+    /// Learning rate at the current step (schedule already applied).
+    pub lr: f64,
+    /// Whether weight decay applies.
+    pub decay: bool,
+}
+
+/// Assigns each parameter path its learning rate and weight-decay switch.
+pub trait ParamGroups {
+    /// Settings of the parameter at `path` (dot-separated module path).
+    fn settings(&self, path: &str) -> GroupSettings;
+}
+
+impl<F: Fn(&str) -> GroupSettings> ParamGroups for F {
+    fn settings(&self, path: &str) -> GroupSettings {
+        self(path)
+    }
+}
+
+/// One parameter's gradient.
+#[derive(Clone, Debug)]
+struct GradEntry {
+    values: Vec<f32>,
+}
+
+/// Gradients of a module's parameters by module path, accumulated over micro-batches.
+#[derive(Clone, Debug, Default)]
+pub struct GradBuffer {
+    grads: BTreeMap<String, GradEntry>,
+    micro_batches: usize,
+}
+
+impl GradBuffer {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `scale` times the gradients that `grads` holds for the parameters of `module`.
+    /// Parameters without a gradient (frozen, or unused by the loss) are left out.
+    pub fn accumulate<M: Module>(&mut self, module: &M, grads: &mut Gradients, scale: f32) {
+        struct Collect<'a> {
+            grads: &'a mut Gradients,
+            path: Vec<String>,
+            out: &'a mut BTreeMap<String, GradEntry>,
+            scale: f32,
+        }
+        impl ModuleVisitor for Collect<'_> {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let Some(grad) = param.val().grad_remove(self.grads) else {
+                    return;
+                };
+                let values = tensor_values(grad);
+                let path = self.path.join(".");
+                match self.out.get_mut(&path) {
+                    Some(entry) => add_scaled(&mut entry.values, &values, self.scale),
+                    None => {
+                        let mut values = values;
+                        if self.scale != 1.0 {
+                            scale_in_place(&mut values, self.scale);
+                        }
+                        self.out.insert(path, GradEntry { values });
+                    }
+                }
+            }
+        }
+        module.visit(&mut Collect {
+            grads,
+            path: Vec::new(),
+            out: &mut self.grads,
+            scale,
+        });
+        self.micro_batches += 1;
+    }
+
+    /// Number of micro-batches accumulated since the last [`clear`](Self::clear).
+    pub fn micro_batches(&self) -> usize {
+        self.micro_batches
+    }
+
+    /// Paths that hold a gradient.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.grads.keys().map(String::as_str)
+    }
+
+    /// The gradient of the parameter at `path`.
+    pub fn get(&self, path: &str) -> Option<&[f32]> {
+        self.grads.get(path).map(|e| e.values.as_slice())
+    }
+
+    /// Whether no gradient is held.
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// L2 norm of all gradients together.
+    pub fn global_norm(&self) -> f64 {
+        self.grads
+            .values()
+            .map(|e| {
+                e.values
+                    .par_chunks(CHUNK)
+                    .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+                    .collect::<Vec<f64>>()
+                    .into_iter()
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// Scales every gradient so that the global norm is at most `max_norm` (as PyTorch's
+    /// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below 1). Returns the norm
+    /// before clipping.
+    pub fn clip_global_norm(&mut self, max_norm: f64) -> f64 {
+        let norm = self.global_norm();
+        let factor = max_norm / (norm + 1e-6);
+        if factor < 1.0 {
+            for e in self.grads.values_mut() {
+                scale_in_place(&mut e.values, factor as f32);
+            }
+        }
+        norm
+    }
+
+    /// Drops every gradient.
+    pub fn clear(&mut self) {
+        self.grads.clear();
+        self.micro_batches = 0;
+    }
+}
+
+/// The `f32` values of a tensor (moved out when possible).
+pub(crate) fn tensor_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .expect("float tensors convert to f32")
+}
+
+fn add_scaled(acc: &mut [f32], x: &[f32], scale: f32) {
+    acc.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(a, b)| {
+            for (a, &b) in a.iter_mut().zip(b) {
+                *a += scale * b;
+            }
+        });
+}
+
+fn scale_in_place(x: &mut [f32], scale: f32) {
+    x.par_chunks_mut(CHUNK).for_each(|c| {
+        for v in c {
+            *v *= scale;
+        }
+    });
+}
+
+/// First and second moments of one parameter.
+#[derive(Clone, Debug, PartialEq)]
+struct Moments {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// Updates applied so far.
+    t: u64,
+}
+
+/// The AdamW optimizer with its per-parameter state.
+#[derive(Clone, Debug)]
+pub struct AdamW {
+    config: AdamWConfig,
+    state: BTreeMap<String, Moments>,
+}
+
+/// Metadata key of the per-parameter step counts in a saved state file.
+const STEPS_KEY: &str = "strata.adamw.steps";
+const CONFIG_KEY: &str = "strata.adamw.config";
+
+impl AdamW {
+    /// A fresh optimizer.
+    pub fn new(config: AdamWConfig) -> Self {
+        AdamW {
+            config,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &AdamWConfig {
+        &self.config
+    }
+
+    /// Number of parameters with state.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Whether no parameter has state yet.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Applies one update to every parameter of `module` that has a gradient in `grads`.
+    pub fn step<M: Module>(&mut self, module: M, grads: &GradBuffer, groups: &dyn ParamGroups) -> M {
+        struct Update<'a> {
+            opt: &'a mut AdamW,
+            grads: &'a GradBuffer,
+            groups: &'a dyn ParamGroups,
+            path: Vec<String>,
+        }
+        impl ModuleMapper for Update<'_> {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let path = self.path.join(".");
+                let Some(entry) = self.grads.grads.get(&path) else {
+                    return param;
+                };
+                let (id, tensor, mapper) = param.consume();
+                let require_grad = tensor.is_require_grad();
+                let device = tensor.device();
+                let shape = tensor.shape();
+                let mut values = tensor_values(tensor.inner());
+                debug_assert_eq!(values.len(), entry.values.len(), "{path}");
+                let settings = self.groups.settings(&path);
+                self.opt.update(&path, &mut values, &entry.values, settings);
+                let mut updated = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
+                if require_grad {
+                    updated = updated.require_grad();
+                }
+                Param::from_mapped_value(id, updated, mapper)
+            }
+        }
+        module.map(&mut Update {
+            opt: self,
+            grads,
+            groups,
+            path: Vec::new(),
+        })
+    }
+
+    /// The fused update of one parameter's values.
+    fn update(&mut self, path: &str, p: &mut [f32], g: &[f32], s: GroupSettings) {
+        let n = p.len();
+        let st = self.state.entry(path.to_string()).or_insert_with(|| Moments {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        });
+        st.t += 1;
+        let c = &self.config;
+        let (b1, b2) = (c.beta1, c.beta2);
+        let bc1 = 1.0 - b1.powi(st.t as i32);
+        let bc2 = 1.0 - b2.powi(st.t as i32);
+        let decay = if s.decay { (1.0 - s.lr * c.weight_decay) as f32 } else { 1.0 };
+        let step_size = (s.lr / bc1) as f32;
+        let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+        let eps = c.epsilon as f32;
+        let (b1, b2) = (b1 as f32, b2 as f32);
+        let (one_b1, one_b2) = (1.0 - b1, 1.0 - b2);
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(st.m.par_chunks_mut(CHUNK).zip(st.v.par_chunks_mut(CHUNK)))
+            .for_each(|((p, g), (m, v))| {
+                for i in 0..p.len() {
+                    let gi = g[i];
+                    let mi = b1 * m[i] + one_b1 * gi;
+                    let vi = b2 * v[i] + one_b2 * gi * gi;
+                    m[i] = mi;
+                    v[i] = vi;
+                    let denom = vi.sqrt() * inv_sqrt_bc2 + eps;
+                    p[i] = p[i] * decay - step_size * mi / denom;
+                }
+            });
+    }
+
+    /// Writes the state (moments and step counts) to a safetensors file.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        use safetensors::tensor::{Dtype, TensorView};
+        let bytes: Vec<(String, Vec<u8>, usize)> = self
+            .state
+            .iter()
+            .flat_map(|(name, st)| {
+                [
+                    (format!("m/{name}"), to_bytes(&st.m), st.m.len()),
+                    (format!("v/{name}"), to_bytes(&st.v), st.v.len()),
+                ]
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(name, b, n)| Ok((name.clone(), TensorView::new(Dtype::F32, vec![*n], b)?)))
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+        let steps: BTreeMap<&str, u64> = self.state.iter().map(|(k, s)| (k.as_str(), s.t)).collect();
+        let mut meta = std::collections::HashMap::new();
+        meta.insert(STEPS_KEY.to_string(), serde_json::to_string(&steps)?);
+        meta.insert(CONFIG_KEY.to_string(), serde_json::to_string(&self.config)?);
+        safetensors::serialize_to_file(views, Some(meta), path)
+            .with_context(|| format!("cannot write optimizer state {}", path.display()))
+    }
+
+    /// Reads a state written by [`save`](Self::save); the hyper-parameters stay those of
+    /// `config` (a resumed run may change them).
+    pub fn load(config: AdamWConfig, path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read optimizer state {}", path.display()))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        let tensors = safetensors::SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        let steps_json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(STEPS_KEY))
+            .with_context(|| format!("{}: missing metadata {STEPS_KEY}", path.display()))?;
+        let steps: BTreeMap<String, u64> = serde_json::from_str(steps_json)
+            .with_context(|| format!("{}: invalid metadata {STEPS_KEY}", path.display()))?;
+        let read = |name: &str| -> anyhow::Result<Vec<f32>> {
+            let view = tensors
+                .tensor(name)
+                .with_context(|| format!("{}: missing tensor {name}", path.display()))?;
+            anyhow::ensure!(
+                view.dtype() == safetensors::Dtype::F32,
+                "{}: tensor {name} is {:?}, expected F32",
+                path.display(),
+                view.dtype()
+            );
+            Ok(view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let mut state = BTreeMap::new();
+        for (name, t) in steps {
+            let m = read(&format!("m/{name}"))?;
+            let v = read(&format!("v/{name}"))?;
+            anyhow::ensure!(
+                m.len() == v.len(),
+                "{}: moments of {name} differ in size",
+                path.display()
+            );
+            state.insert(name, Moments { m, v, t });
+        }
+        Ok(AdamW { config, state })
+    }
+
+    /// Checks that every saved moment matches a gradient-receiving parameter of `module` in
+    /// size, naming the first mismatch.
+    pub fn check_against<M: Module>(&self, module: &M) -> anyhow::Result<()> {
+        let sizes = param_sizes(module);
+        for (name, st) in &self.state {
+            match sizes.get(name) {
+                None => anyhow::bail!("optimizer state names parameter {name}, which the model lacks"),
+                Some(&n) if n != st.m.len() => anyhow::bail!(
+                    "optimizer state of {name} has {} values, the parameter {n}",
+                    st.m.len()
+                ),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Number of values of every float parameter of `module`, by path.
+pub fn param_sizes<M: Module>(module: &M) -> BTreeMap<String, usize> {
+    struct Sizes {
+        path: Vec<String>,
+        out: BTreeMap<String, usize>,
+    }
+    impl ModuleVisitor for Sizes {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out
+                .insert(self.path.join("."), param.lazy_shape().num_elements());
+        }
+    }
+    let mut v = Sizes {
+        path: Vec::new(),
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut v);
+    v.out
+}
+
+/// The values of every float parameter of `module`, by path (for tests and checksums).
+pub fn param_values<M: Module>(module: &M) -> BTreeMap<String, Vec<f32>> {
+    struct Values {
+        path: Vec<String>,
+        out: BTreeMap<String, Vec<f32>>,
+    }
+    impl ModuleVisitor for Values {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out
+                .insert(self.path.join("."), tensor_values(param.val().inner()));
+        }
+    }
+    let mut v = Values {
+        path: Vec::new(),
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut v);
+    v.out
+}
+
+/// Learning-rate factor of linear warmup followed by linear decay to zero.
+///
+/// `step` counts optimizer updates from 0: update `step` uses `factor(step)`. During warmup the
+/// factor rises as `(step + 1) / warmup`; afterwards it falls linearly from 1 to reach 0 after
+/// `total` updates.
+pub fn warmup_linear(step: u64, warmup: u64, total: u64) -> f64 {
+    if step < warmup {
+        return (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup);
+    if span == 0 {
+        return 1.0;
+    }
+    (total.saturating_sub(step) as f64 / span as f64).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    #[derive(Module, Debug)]
+    struct Net {
+        a: Linear,
+        b: Linear,
+    }
+
+    fn net(device: &Device) -> Net {
+        device.seed(3);
+        Net {
+            a: LinearConfig::new(5, 4).init(device),
+            b: LinearConfig::new(4, 3).init(device),
+        }
+    }
+
+    fn loss(net: &Net, device: &Device, k: usize) -> Tensor<1> {
+        let x: Vec<f32> = (0..10).map(|i| ((i * 7 + k * 3) % 11) as f32 / 5.0 - 1.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [2, 5]), device);
+        net.b.forward(net.a.forward(x).tanh()).powf_scalar(2.0).sum()
+    }
+
+    fn constant(lr: f64, decay: bool) -> impl Fn(&str) -> GroupSettings {
+        move |_: &str| GroupSettings { lr, decay }
+    }
+
+    #[test]
+    fn paths_name_every_parameter() {
+        let device = Device::flex().autodiff();
+        let n = net(&device);
+        let mut grads = loss(&n, &device, 0).backward();
+        let mut buf = GradBuffer::new();
+        buf.accumulate(&n, &mut grads, 1.0);
+        let paths: Vec<&str> = buf.paths().collect();
+        assert_eq!(paths, ["a.bias", "a.weight", "b.bias", "b.weight"]);
+        assert_eq!(buf.get("a.weight").unwrap().len(), 20);
+    }
+
+    /// The fused update matches burn's reference AdamW (same betas, epsilon and decay) over
+    /// several steps.
+    #[test]
+    fn matches_burn_reference_adamw() {
+        use burn::optim::{AdamWConfig as BurnAdamW, GradientsParams};
+        let device = Device::flex().autodiff();
+        let cfg = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.98,
+            epsilon: 1e-6,
+            weight_decay: 0.05,
+        };
+        let lr = 0.01;
+        let mut ours = net(&device);
+        let mut theirs = net(&device);
+        let mut opt = AdamW::new(cfg);
+        let mut reference = BurnAdamW::new()
+            .with_beta_1(cfg.beta1 as f32)
+            .with_beta_2(cfg.beta2 as f32)
+            .with_epsilon(cfg.epsilon as f32)
+            .with_weight_decay(cfg.weight_decay as f32)
+            .init();
+        for k in 0..5 {
+            let mut grads = loss(&ours, &device, k).backward();
+            let mut buf = GradBuffer::new();
+            buf.accumulate(&ours, &mut grads, 1.0);
+            ours = opt.step(ours, &buf, &constant(lr, true));
+            let grads = GradientsParams::from_grads(loss(&theirs, &device, k).backward(), &theirs);
+            theirs = reference.step(lr, theirs, grads);
+        }
+        let (a, b) = (param_values(&ours), param_values(&theirs));
+        for (path, va) in &a {
+            let vb = &b[path];
+            let worst = va.iter().zip(vb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{path}: differs by {worst}");
+        }
+        // And the parameters moved.
+        let start = param_values(&net(&device));
+        assert!(start["a.weight"] != a["a.weight"]);
+    }
+
+    #[test]
+    fn accumulation_sums_and_clipping_bounds_the_norm() {
+        let device = Device::flex().autodiff();
+        let n = net(&device);
+        let mut one = GradBuffer::new();
+        let mut g = loss(&n, &device, 1).backward();
+        one.accumulate(&n, &mut g, 1.0);
+        let mut two = GradBuffer::new();
+        for _ in 0..2 {
+            let mut g = loss(&n, &device, 1).backward();
+            two.accumulate(&n, &mut g, 0.5);
+        }
+        assert_eq!(two.micro_batches(), 2);
+        for p in one.paths() {
+            let (x, y) = (one.get(p).unwrap(), two.get(p).unwrap());
+            assert!(x.iter().zip(y).all(|(a, b)| (a - b).abs() < 1e-6), "{p}");
+        }
+        let norm = one.global_norm();
+        let manual: f64 = one
+            .paths()
+            .flat_map(|p| one.get(p).unwrap().iter().map(|&v| f64::from(v) * f64::from(v)))
+            .sum::<f64>()
+            .sqrt();
+        assert!((norm - manual).abs() < 1e-9 && norm > 0.0);
+        let before = one.clip_global_norm(norm / 4.0);
+        assert!((before - norm).abs() < 1e-12);
+        assert!((one.global_norm() - norm / 4.0).abs() < 1e-4 * norm);
+        // A large bound leaves gradients alone.
+        let unchanged = one.global_norm();
+        one.clip_global_norm(unchanged * 10.0);
+        assert!((one.global_norm() - unchanged).abs() < 1e-9);
+    }
+
+    #[test]
+    fn state_round_trips_through_a_file() {
+        let device = Device::flex().autodiff();
+        let mut n = net(&device);
+        let mut opt = AdamW::new(AdamWConfig::default());
+        for k in 0..2 {
+            let mut g = loss(&n, &device, k).backward();
+            let mut buf = GradBuffer::new();
+            buf.accumulate(&n, &mut g, 1.0);
+            n = opt.step(n, &buf, &constant(1e-2, true));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("opt.safetensors");
+        opt.save(&file).unwrap();
+        let loaded = AdamW::load(AdamWConfig::default(), &file).unwrap();
+        assert_eq!(loaded.state, opt.state);
+        loaded.check_against(&n).unwrap();
+        assert!(loaded.check_against(&n.a).is_err());
+    }
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        assert_eq!(warmup_linear(0, 4, 10), 0.25);
+        assert_eq!(warmup_linear(3, 4, 10), 1.0);
+        assert_eq!(warmup_linear(4, 4, 10), 1.0);
+        assert_eq!(warmup_linear(7, 4, 10), 0.5);
+        assert_eq!(warmup_linear(10, 4, 10), 0.0);
+        assert_eq!(warmup_linear(0, 0, 10), 1.0);
+        assert!((warmup_linear(9, 0, 10) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn no_decay_group_is_not_shrunk() {
+        // With a zero gradient the only change comes from weight decay.
+        let device = Device::flex().autodiff();
+        let n = net(&device);
+        let before = param_values(&n);
+        let mut buf = GradBuffer::new();
+        for (path, v) in &before {
+            buf.grads.insert(
+                path.clone(),
+                GradEntry {
+                    values: vec![0.0; v.len()],
+                },
+            );
+        }
+        let mut opt = AdamW::new(AdamWConfig {
+            weight_decay: 0.5,
+            ..Default::default()
+        });
+        let groups = |p: &str| GroupSettings {
+            lr: 0.1,
+            decay: p.starts_with('a'),
+        };
+        let after = param_values(&opt.step(n, &buf, &groups));
+        for (path, v) in &before {
+            let factor = if path.starts_with('a') { 0.95 } else { 1.0 };
+            for (x, y) in v.iter().zip(&after[path]) {
+                assert!((x * factor - y).abs() < 1e-6, "{path}");
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Trainer tests on tiny random models and a synthetic catalog.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use strata_data::instances::Instance;
+use strata_model::{LoadOptions, TwoTower, load_model};
+
+use crate::batch::{Chunking, plan_batch};
+use crate::config::TrainConfig;
+use crate::losses::{LossConfig, SupConConfig};
+use crate::optim::{AdamW, AdamWConfig, GradBuffer, GroupSettings, param_values};
+use crate::step::{TrainModule, batch_loss};
+use crate::testutil::{COLOURS, THINGS, synthetic_data, tiny_config, tiny_model_dir, word_tokenizer};
+use crate::trainer::{TrainOptions, train_with};
+
+/// A fixed batch: query "<colour> <thing>" with items (catalog indices as laid out by
+/// `synthetic_data`: item of colour c, thing t, variant v is 12c + 2t + v).
+fn fixed_batch() -> Vec<Instance> {
+    let idx = |c: usize, t: usize, v: usize| (12 * c + 2 * t + v) as u32;
+    (0..6)
+        .map(|k| {
+            let (c, t) = (k % 6, (k * 5) % 6);
+            Instance {
+                query_idx: k as u32,
+                query: Arc::from(format!("{} {}", COLOURS[c], THINGS[t]).as_str()),
+                items: vec![
+                    (idx(c, t, 0), 2),
+                    (idx(c, t, 1), 2),
+                    (idx((c + 5) % 6, t, 0), 1),
+                    (idx(c, (t + 5) % 6, 1), 0),
+                    (idx((c + 2) % 6, (t + 1) % 6, 0), 0),
+                ],
+            }
+        })
+        .collect()
+}
+
+fn item_tokens() -> Vec<Vec<u32>> {
+    let tok = word_tokenizer(16);
+    let mut out = Vec::new();
+    for c in COLOURS {
+        for t in THINGS {
+            out.push(tok.ids(&format!("{c} {t}")).unwrap());
+            out.push(tok.ids(&format!("heavy {c} {t}")).unwrap());
+        }
+    }
+    out
+}
+
+fn tiny_module(projection: Option<usize>, loss: LossConfig, device: &Device) -> TrainModule {
+    device.seed(11);
+    TrainModule {
+        tower: TwoTower::init(&tiny_config(projection), device),
+        loss: loss.init(device).unwrap(),
+    }
+}
+
+fn grads_of(module: &TrainModule, chunking: Chunking, dedup: bool, device: &Device) -> (f64, GradBuffer) {
+    let tok = word_tokenizer(16);
+    let batch = fixed_batch();
+    let queries: Vec<Vec<u32>> = batch.iter().map(|i| tok.ids(&i.query).unwrap()).collect();
+    let plan = plan_batch(&batch, &queries, &item_tokens(), &tok, chunking, dedup);
+    let loss = batch_loss(module, &plan, device).unwrap();
+    let value = loss.clone().into_scalar::<f64>();
+    let mut g = loss.backward();
+    let mut buf = GradBuffer::new();
+    buf.accumulate(module, &mut g, 1.0);
+    (value, buf)
+}
+
+fn lr(path: &str) -> GroupSettings {
+    GroupSettings {
+        lr: if path.starts_with("loss") { 1e-2 } else { 3e-3 },
+        decay: true,
+    }
+}
+
+#[test]
+fn every_parameter_gets_a_gradient_and_moves() {
+    let device = Device::flex().autodiff();
+    let module = tiny_module(Some(8), LossConfig::default(), &device);
+    let before = param_values(&module);
+    let (_, grads) = grads_of(&module, Chunking::default(), true, &device);
+    let with_grad: Vec<&str> = grads.paths().collect();
+    for path in before.keys() {
+        assert!(with_grad.contains(&path.as_str()), "no gradient for {path}");
+        let g = grads.get(path).unwrap();
+        assert!(g.iter().any(|&x| x != 0.0), "zero gradient for {path}");
+    }
+    for must in ["loss.temperature.log_tau", "tower.query_head.weight", "tower.item_head.weight"] {
+        assert!(before.contains_key(must), "{must} missing from {:?}", before.keys());
+    }
+    let mut opt = AdamW::new(AdamWConfig::default());
+    let after = param_values(&opt.step(module, &grads, &lr));
+    for (path, v) in &before {
+        assert_ne!(v, &after[path], "{path} did not change");
+    }
+}
+
+#[test]
+fn a_frozen_temperature_gets_no_gradient_and_stays() {
+    let device = Device::flex().autodiff();
+    let mut cfg = SupConConfig::default();
+    cfg.temperature.learnable = false;
+    let module = tiny_module(None, LossConfig::Supcon(cfg), &device);
+    let tau = module.loss.temperature.as_ref().unwrap().value();
+    let (_, grads) = grads_of(&module, Chunking::default(), true, &device);
+    assert!(grads.get("loss.temperature.log_tau").is_none());
+    assert!(grads.get("tower.encoder.embeddings.word_embeddings.weight").is_some());
+    let mut opt = AdamW::new(AdamWConfig::default());
+    let module = opt.step(module, &grads, &lr);
+    assert_eq!(module.loss.temperature.as_ref().unwrap().value(), tau);
+}
+
+#[test]
+fn steps_reduce_the_loss_on_a_fixed_batch() {
+    for loss in [
+        LossConfig::default(),
+        LossConfig::Circle(Default::default()),
+        LossConfig::Triplet(Default::default()),
+    ] {
+        let device = Device::flex().autodiff();
+        let mut module = tiny_module(Some(8), loss, &device);
+        let mut opt = AdamW::new(AdamWConfig::default());
+        let mut losses = Vec::new();
+        for _ in 0..15 {
+            let (l, grads) = grads_of(&module, Chunking::default(), true, &device);
+            losses.push(l);
+            module = opt.step(module, &grads, &lr);
+        }
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        assert!(last < 0.7 * first, "{}: loss went from {first} to {last}: {losses:?}", loss.name());
+    }
+}
+
+/// The deduplicated, length-sorted chunked layout computes the same loss and gradients as
+/// encoding every slot in one padded batch.
+#[test]
+fn chunked_dedup_layout_matches_the_plain_one() {
+    let device = Device::flex().autodiff();
+    let module = tiny_module(Some(8), LossConfig::default(), &device);
+    let small = Chunking {
+        max_texts: 3,
+        max_tokens: 12,
+    };
+    let (l1, g1) = grads_of(&module, small, true, &device);
+    let (l2, g2) = grads_of(&module, Chunking::single(), false, &device);
+    assert!((l1 - l2).abs() < 1e-5 * l2.abs().max(1.0), "loss {l1} vs {l2}");
+    for path in g2.paths() {
+        let (a, b) = (g1.get(path).unwrap(), g2.get(path).unwrap());
+        let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst <= 1e-4 * scale.max(1.0), "{path}: gradients differ by {worst} (scale {scale})");
+    }
+}
+
+fn run_config(root: &Path, out: &str) -> TrainConfig {
+    let (catalog, judgments) = synthetic_data(root, 36);
+    let mut cfg = TrainConfig {
+        out: root.join(out),
+        seed: 5,
+        threads: 2,
+        ..Default::default()
+    };
+    cfg.data.catalog = catalog;
+    cfg.data.judgments = Some(judgments);
+    cfg.data.dev_fraction = 0.25;
+    cfg.data.items_per_label = [2, 1, 1];
+    cfg.data.instances_per_query = 2;
+    cfg.model.init = tiny_model_dir(root, Some(16), 3);
+    cfg.train.batch_size = 8;
+    cfg.train.lr = 2e-3;
+    cfg.train.head_lr = 2e-3;
+    cfg.train.temperature_lr = 1e-2;
+    cfg.train.warmup_steps = Some(2);
+    cfg
+}
+
+fn model_values(dir: &Path) -> BTreeMap<String, Vec<f32>> {
+    let m = load_model(dir, &LoadOptions::default(), &Device::flex()).unwrap();
+    param_values(&m.model)
+}
+
+fn metric_lines(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn close(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, Vec<f32>>, tol: f32) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, va) in a {
+        let worst = va.iter().zip(&b[k]).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst <= tol, "{k}: differs by {worst}");
+    }
+}
+
+/// A run stopped after 5 updates (its last checkpoint at 4) and resumed reaches the same
+/// weights and losses as an uninterrupted run.
+#[test]
+fn resumed_run_matches_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "whole");
+    cfg.train.epochs = 2;
+    cfg.train.checkpoint_every = 2;
+    cfg.eval.every = 3;
+    let whole = train_with(&cfg, &TrainOptions::default()).unwrap();
+    assert!(whole.total_steps >= 8, "only {} updates", whole.total_steps);
+
+    cfg.out = dir.path().join("split");
+    let stop = TrainOptions {
+        stop_after: Some(5),
+        ..Default::default()
+    };
+    let first = train_with(&cfg, &stop).unwrap();
+    assert!(first.stopped_early && first.model_dir.is_none());
+    assert_eq!(first.steps, 5);
+    let e = train_with(&cfg, &TrainOptions::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("--resume"), "{e:#}");
+    let resume = TrainOptions {
+        resume: true,
+        ..Default::default()
+    };
+    let second = train_with(&cfg, &resume).unwrap();
+    assert_eq!(second.resumed_from, Some(4));
+    assert_eq!(second.steps, whole.steps);
+
+    close(&model_values(&dir.path().join("whole/model")), &model_values(&dir.path().join("split/model")), 1e-5);
+    let (a, b) = (metric_lines(&dir.path().join("whole")), metric_lines(&dir.path().join("split")));
+    assert_eq!(a.len(), b.len(), "metrics.jsonl lengths differ");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["step"], y["step"]);
+        for key in ["loss", "temperature", "dev_ndcg@10"] {
+            if let (Some(p), Some(q)) = (x[key].as_f64(), y[key].as_f64()) {
+                assert!((p - q).abs() <= 1e-4 * p.abs().max(1.0), "step {}: {key} {p} vs {q}", x["step"]);
+            }
+        }
+    }
+    assert_eq!(whole.best.map(|b| b.step), second.best.map(|b| b.step));
+}
+
+/// A full run on the synthetic catalog writes every artefact and learns the task.
+#[test]
+fn training_writes_the_run_directory_and_improves_dev_ndcg() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "run");
+    cfg.train.epochs = 6;
+    cfg.eval.at_start = true;
+    cfg.eval.every = 0;
+    let summary = train_with(&cfg, &TrainOptions::default()).unwrap();
+    let run = dir.path().join("run");
+    for f in ["config.toml", "metrics.jsonl", "summary.json", "model/strata.json", "best/model.safetensors"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    assert!(!crate::checkpoint::list_checkpoints(&run).unwrap().is_empty());
+    // The saved config reads back as the one that ran.
+    let saved = TrainConfig::from_toml_file(&run.join("config.toml")).unwrap();
+    assert_eq!(saved, cfg);
+    // One dev point at the start and one per epoch.
+    assert_eq!(summary.dev.len(), 1 + cfg.train.epochs);
+    let start = summary.dev[0].score.ndcg_at_10;
+    let best = summary.best.unwrap().score.ndcg_at_10;
+    assert!(best > start + 0.05, "dev NDCG@10 went from {start} to best {best}");
+    // The training loss fell.
+    let lines = metric_lines(&run);
+    let losses: Vec<f64> = lines.iter().filter_map(|l| l["loss_per_instance"].as_f64()).collect();
+    let k = losses.len() / 4;
+    let head: f64 = losses[..k].iter().sum::<f64>() / k as f64;
+    let tail: f64 = losses[losses.len() - k..].iter().sum::<f64>() / k as f64;
+    assert!(tail < head, "loss per instance {head} -> {tail}");
+    assert_eq!(losses.len() as u64, summary.total_steps);
+    // The best model is the one that scored best: re-evaluating it gives the same NDCG.
+    let dev_run = crate::trainer::evaluate_model(&cfg, &run.join("best")).unwrap();
+    assert!((dev_run.ndcg_at_10 - best).abs() < 1e-6, "{} vs {best}", dev_run.ndcg_at_10);
+    // Continuing from the run directory (stage 2) starts from its best model.
+    let mut next = cfg.clone();
+    next.out = dir.path().join("stage2");
+    next.model.init = run.clone();
+    next.loss = LossConfig::Circle(Default::default());
+    next.train.max_steps = 2;
+    next.eval.at_start = true;
+    let s2 = train_with(&next, &TrainOptions::default()).unwrap();
+    assert!((s2.dev[0].score.ndcg_at_10 - best).abs() < 1e-6);
+    assert_eq!(s2.steps, 2);
+}
