@@ -30,6 +30,10 @@ enum Command {
     Compare(commands::eval::CompareArgs),
     /// Train a retriever (stage 1 SupCon, stage 2 circle, or a baseline loss).
     Train(commands::train::TrainArgs),
+    /// Mine hard negatives and positives with a trained model (paper section 4.4).
+    Mine(commands::pipeline::MineArgs),
+    /// Stage 1 -> mine -> stage 2 -> evaluation and comparison, from one config.
+    Pipeline(commands::pipeline::PipelineArgs),
     /// Benchmarks run side by side with a baseline.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -63,6 +67,8 @@ fn main() {
         Command::Eval(a) => commands::eval::run(a),
         Command::Compare(a) => commands::eval::compare(a),
         Command::Train(a) => commands::train::run(a),
+        Command::Mine(a) => commands::pipeline::mine(a),
+        Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Bench(c) => commands::bench::run(c),
     };
     if let Err(e) = result {

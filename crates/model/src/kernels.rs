@@ -44,7 +44,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return burn::tensor::activation::gelu(x);
     }
     let shape = x.shape();
-    match x.clone().into_data().into_vec::<f32>() {
+    match x.clone().into_data().try_into_vec::<f32>() {
         Ok(mut v) => {
             gelu_slice(&mut v);
             Tensor::from_data(TensorData::new(v, shape), &device)

@@ -12,15 +12,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 use strata_data::adapters::{esci, homedepot, wands};
 use strata_data::io::{RecordKind, detect_kind};
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, Labeler, UnknownPair};
-use strata_data::marketplace::{Marketplace, MarketplaceConfig, Oracle, OracleConfig, OracleLabeler};
+use strata_data::marketplace::{
+    Marketplace, MarketplaceConfig, Oracle, OracleConfig, OracleLabeler,
+};
 use strata_data::progress::Progress;
 use strata_data::spelling::{NoiserConfig, SpellingConfig, SpellingMode, SpellingVariants};
 use strata_data::split::{Split, SplitConfig};
 use strata_data::stats::DataStats;
 use strata_data::synth::{self, SyntheticConfig};
 use strata_data::{
-    Catalog, Format, ItemTextConfig, Judgment, OnInvalid, ReadOptions, ReadReport, RelevanceThresholds,
-    TaxonomyDepth, load_catalog_with, load_judgments_with, write_catalog_as, write_judgments_as,
+    Catalog, Format, ItemTextConfig, Judgment, OnInvalid, ReadOptions, ReadReport,
+    RelevanceThresholds, TaxonomyDepth, load_catalog_with, load_judgments_with, write_catalog_as,
+    write_judgments_as,
 };
 
 #[derive(Subcommand)]
@@ -58,14 +61,18 @@ struct Bars {
 
 impl Bars {
     fn new() -> Self {
-        Bars { bar: Mutex::new(None) }
+        Bars {
+            bar: Mutex::new(None),
+        }
     }
 }
 
 impl Progress for Bars {
     fn stage(&self, name: &str, total: u64) {
         let bar = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {human_pos}/{human_len} {elapsed_precise} eta {eta}") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {human_pos}/{human_len} {elapsed_precise} eta {eta}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(name.to_string());
@@ -113,7 +120,10 @@ pub struct ReadArgs {
 
 impl ReadArgs {
     fn options(&self) -> anyhow::Result<ReadOptions> {
-        if self.partial_threshold > self.exact_threshold || self.partial_threshold.is_nan() || self.exact_threshold.is_nan() {
+        if self.partial_threshold > self.exact_threshold
+            || self.partial_threshold.is_nan()
+            || self.exact_threshold.is_nan()
+        {
             bail!(
                 "--partial-threshold {} must not exceed --exact-threshold {}",
                 self.partial_threshold,
@@ -122,11 +132,16 @@ impl ReadArgs {
         }
         Ok(ReadOptions {
             on_invalid: if self.skip_invalid {
-                OnInvalid::Skip { rejects: self.rejects.clone() }
+                OnInvalid::Skip {
+                    rejects: self.rejects.clone(),
+                }
             } else {
                 OnInvalid::Fail
             },
-            relevance: RelevanceThresholds { exact: self.exact_threshold, partial: self.partial_threshold },
+            relevance: RelevanceThresholds {
+                exact: self.exact_threshold,
+                partial: self.partial_threshold,
+            },
             ..Default::default()
         })
     }
@@ -139,7 +154,11 @@ fn read_catalog(path: &Path, opts: &ReadOptions) -> anyhow::Result<(Catalog, Rea
     r
 }
 
-fn read_judgments(path: &Path, opts: &ReadOptions, catalog: Option<&Catalog>) -> anyhow::Result<(Vec<Judgment>, ReadReport)> {
+fn read_judgments(
+    path: &Path,
+    opts: &ReadOptions,
+    catalog: Option<&Catalog>,
+) -> anyhow::Result<(Vec<Judgment>, ReadReport)> {
     let s = spinner(format!("reading {}", path.display()));
     let r = load_judgments_with(path, opts, catalog);
     s.finish_and_clear();
@@ -177,7 +196,9 @@ fn stats(a: StatsArgs) -> anyhow::Result<()> {
     let opts = a.read.options()?;
     let (catalog, judgments) = match (&a.catalog, &a.judgments) {
         (None, None) => {
-            eprintln!("no files given: statistics of the built-in synthetic marketplace (default settings)");
+            eprintln!(
+                "no files given: statistics of the built-in synthetic marketplace (default settings)"
+            );
             let m = Marketplace::generate_with(&MarketplaceConfig::default(), &Bars::new())?;
             (Some(m.catalog), m.judgments)
         }
@@ -190,7 +211,10 @@ fn stats(a: StatsArgs) -> anyhow::Result<()> {
         }
         (Some(_), None) => bail!("--judgments is required with --catalog"),
     };
-    let text = ItemTextConfig { depth: a.taxonomy_depth, template: None };
+    let text = ItemTextConfig {
+        depth: a.taxonomy_depth,
+        template: None,
+    };
     let s = DataStats::compute(catalog.as_ref(), &judgments, &text);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -218,7 +242,8 @@ fn validate(a: ValidateArgs) -> anyhow::Result<()> {
     }
     let opts = a.read.options()?;
     if a.read.skip_invalid && a.read.rejects.exists() {
-        std::fs::remove_file(&a.read.rejects).with_context(|| format!("removing old {}", a.read.rejects.display()))?;
+        std::fs::remove_file(&a.read.rejects)
+            .with_context(|| format!("removing old {}", a.read.rejects.display()))?;
     }
     let mut rejected = 0;
     let catalog = match &a.catalog {
@@ -236,7 +261,10 @@ fn validate(a: ValidateArgs) -> anyhow::Result<()> {
         rejected += r.rejected;
     }
     if rejected > 0 {
-        eprintln!("{rejected} rejected rows written to {}", a.read.rejects.display());
+        eprintln!(
+            "{rejected} rejected rows written to {}",
+            a.read.rejects.display()
+        );
     } else {
         eprintln!("all rows valid");
     }
@@ -280,8 +308,14 @@ fn split(a: SplitArgs) -> anyhow::Result<()> {
         let p = a.out.join(format!("{s}.{}", format.extension()));
         let js = parts.get(s);
         write_judgments_as(&p, js, format)?;
-        let queries: std::collections::HashSet<&str> = js.iter().map(|j| j.query.as_str()).collect();
-        println!("{s}: {} judgments, {} queries -> {}", js.len(), queries.len(), p.display());
+        let queries: std::collections::HashSet<&str> =
+            js.iter().map(|j| j.query.as_str()).collect();
+        println!(
+            "{s}: {} judgments, {} queries -> {}",
+            js.len(),
+            queries.len(),
+            p.display()
+        );
     }
     Ok(())
 }
@@ -376,25 +410,42 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
                 }
             }
             let cfg = SpellingConfig {
-                noiser: NoiserConfig { max_edits: a.max_edits, ..Default::default() },
+                noiser: NoiserConfig {
+                    max_edits: a.max_edits,
+                    ..Default::default()
+                },
                 retain: a.retain,
                 seed: a.seed,
             };
             let variants = SpellingVariants::generate(&queries, &cfg)?;
-            eprintln!("{} of {} queries get a spelling variant", variants.retained(), queries.len());
+            eprintln!(
+                "{} of {} queries get a spelling variant",
+                variants.retained(),
+                queries.len()
+            );
             match a.mode {
                 SpellingOutput::Pairs => {
                     let mut w = std::io::BufWriter::new(
-                        std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?,
+                        std::fs::File::create(&a.out)
+                            .with_context(|| format!("creating {}", a.out.display()))?,
                     );
                     writeln!(w, "clean\tnoisy")?;
                     for (c, n) in variants.pairs(&queries) {
-                        writeln!(w, "{}\t{}", strata_data::io::escape_tsv(&c), strata_data::io::escape_tsv(&n))?;
+                        writeln!(
+                            w,
+                            "{}\t{}",
+                            strata_data::io::escape_tsv(&c),
+                            strata_data::io::escape_tsv(&n)
+                        )?;
                     }
                     w.flush()?;
                 }
                 SpellingOutput::Additive | SpellingOutput::InPlace => {
-                    let mode = if a.mode == SpellingOutput::Additive { SpellingMode::Additive } else { SpellingMode::InPlace };
+                    let mode = if a.mode == SpellingOutput::Additive {
+                        SpellingMode::Additive
+                    } else {
+                        SpellingMode::InPlace
+                    };
                     let out = variants.apply_to_judgments(&queries, &judgments, mode);
                     write_judgments_as(&a.out, &out, Format::from_path(&a.out)?)?;
                     eprintln!("{} judgments -> {}", out.len(), a.out.display());
@@ -402,19 +453,39 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
             }
         }
         AugmentKind::Synthetic => {
-            let catalog_path = a.catalog.as_ref().context("--catalog is required for synthetic queries")?;
+            let catalog_path = a
+                .catalog
+                .as_ref()
+                .context("--catalog is required for synthetic queries")?;
             let (catalog, r) = read_catalog(catalog_path, &opts)?;
             print_report(&r);
             let (judgments, r) = read_judgments(&a.judgments, &opts, Some(&catalog))?;
             print_report(&r);
-            let cfg = SyntheticConfig { ratio: a.ratio, negatives_per_query: a.negatives, seed: a.seed, ..Default::default() };
+            let cfg = SyntheticConfig {
+                ratio: a.ratio,
+                negatives_per_query: a.negatives,
+                seed: a.seed,
+                ..Default::default()
+            };
             let queries = synth::generate(&catalog, &judgments, &cfg)?;
-            eprintln!("{} synthetic queries, {} pairs to label", queries.len(), queries.iter().map(|q| q.candidates.len()).sum::<usize>());
+            eprintln!(
+                "{} synthetic queries, {} pairs to label",
+                queries.len(),
+                queries.iter().map(|q| q.candidates.len()).sum::<usize>()
+            );
             let inner: Box<dyn Labeler> = match a.labeler {
                 LabelerKind::Oracle => {
-                    let l = OracleLabeler::new(Oracle::new(OracleConfig { noise: a.noise, seed: a.seed })?, &catalog);
+                    let l = OracleLabeler::new(
+                        Oracle::new(OracleConfig {
+                            noise: a.noise,
+                            seed: a.seed,
+                        })?,
+                        &catalog,
+                    );
                     if l.known_items() == 0 {
-                        bail!("the oracle knows none of the catalog's items (it labels synthetic-marketplace catalogs); use --labeler lookup");
+                        bail!(
+                            "the oracle knows none of the catalog's items (it labels synthetic-marketplace catalogs); use --labeler lookup"
+                        );
                     }
                     Box::new(l)
                 }
@@ -430,14 +501,23 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
                 Some(path) => {
                     let cached = CachedLabeler::open(inner, path, &a.guideline)?;
                     let r = synth::label(&catalog, &queries, &cached, cfg.batch)?;
-                    eprintln!("label cache {}: {} hits, {} misses", path.display(), cached.hits(), cached.misses());
+                    eprintln!(
+                        "label cache {}: {} hits, {} misses",
+                        path.display(),
+                        cached.hits(),
+                        cached.misses()
+                    );
                     r
                 }
                 None => synth::label(&catalog, &queries, inner.as_ref(), cfg.batch)?,
             };
             eprintln!(
                 "labeled {} pairs: {} x 2, {} x 1, {} x 0, {} abstained",
-                stats.pairs, stats.per_label[2], stats.per_label[1], stats.per_label[0], stats.abstained
+                stats.pairs,
+                stats.per_label[2],
+                stats.per_label[1],
+                stats.per_label[0],
+                stats.abstained
             );
             let mut out = judgments;
             out.extend(synthetic);
@@ -567,12 +647,23 @@ fn convert(a: ConvertArgs) -> anyhow::Result<()> {
     };
     let s = spinner(format!("reading {}", a.input.display()));
     let loaded = match source {
-        DatasetSource::Homedepot => homedepot::load(&a.input, &homedepot::HomeDepotOptions { thresholds: None, read: opts }),
+        DatasetSource::Homedepot => homedepot::load(
+            &a.input,
+            &homedepot::HomeDepotOptions {
+                thresholds: None,
+                read: opts,
+            },
+        ),
         DatasetSource::Wands => wands::load(&a.input, &opts),
         DatasetSource::Esci => esci::load(
             a.input.join("shopping_queries_dataset_examples.parquet"),
             a.input.join("shopping_queries_dataset_products.parquet"),
-            &esci::EsciOptions { locale: a.locale.clone(), small_version_only: a.small_version, split: None, read: opts },
+            &esci::EsciOptions {
+                locale: a.locale.clone(),
+                small_version_only: a.small_version,
+                split: None,
+                read: opts,
+            },
         ),
     };
     s.finish_and_clear();

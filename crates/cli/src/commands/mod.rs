@@ -3,4 +3,5 @@ pub mod bench;
 pub mod data;
 pub mod embed;
 pub mod eval;
+pub mod pipeline;
 pub mod train;

@@ -181,8 +181,12 @@ pub fn detect_kind(path: impl AsRef<Path>, format: Option<Format>) -> anyhow::Re
         None => Format::from_path(path)?,
     };
     let has_query = |cols: &[String]| {
-        cols.iter()
-            .any(|c| matches!(c.as_str(), "query" | "search_term" | "query_text" | "esci_label"))
+        cols.iter().any(|c| {
+            matches!(
+                c.as_str(),
+                "query" | "search_term" | "query_text" | "esci_label"
+            )
+        })
     };
     if format == Format::Jsonl {
         use std::io::BufRead;

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rayon::prelude::*;
 
-pub use oracle::{Oracle, OracleConfig, OracleLabeler, QueryIntent, SharedOracleLabeler};
+pub use oracle::{Oracle, OracleConfig, OracleLabeler, QueryIntent};
 pub use queries::QueryKind;
 
 use crate::io::{Format, write_catalog_as, write_judgments_as};

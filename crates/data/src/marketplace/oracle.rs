@@ -13,7 +13,6 @@
 //! function of the seed, the normalised query and the item id.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::lexicon::{Entity, LEXICON, Lexicon, NONE, norm_tokens};
 use crate::hash::{combine, fnv1a64, hash_str, mix64, unit};
@@ -374,6 +373,3 @@ impl Labeler for OracleLabeler {
         )
     }
 }
-
-/// Shared handle, for pipelines that keep the labeler around.
-pub type SharedOracleLabeler = Arc<OracleLabeler>;

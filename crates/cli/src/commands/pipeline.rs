@@ -1,0 +1,126 @@
+//! `strata pipeline` and `strata mine`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
+use strata_data::text::{ItemTextConfig, TaxonomyDepth};
+use strata_mining::{Corpus, MineConfig};
+use strata_model::{Embedder, LoadOptions};
+use strata_pipeline::PipelineConfig;
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// Pipeline config (TOML). Without one, the built-in synthetic marketplace is used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run tree (overrides the config's `out`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Pretrained model to start from (overrides the config's `model`).
+    #[arg(long, env = "STRATA_MODEL")]
+    pub model: Option<PathBuf>,
+}
+
+pub fn run(a: PipelineArgs) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => PipelineConfig::from_toml_file(p)?,
+        None => PipelineConfig::default(),
+    };
+    if let Some(o) = a.out {
+        cfg.out = o;
+    }
+    if let Some(m) = a.model {
+        cfg.model = m;
+    } else if a.config.is_none() {
+        if let Some(dir) = std::env::var_os("STRATA_MODELS") {
+            cfg.model = PathBuf::from(dir).join("all-MiniLM-L6-v2");
+        }
+    }
+    let summary = strata_pipeline::run(&cfg)?;
+    println!("{}", summary.comparison);
+    println!(
+        "pipeline finished in {:.0}s; every artifact is under {}",
+        summary.seconds,
+        summary.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct MineArgs {
+    /// The model to mine with (a stage-1 or stage-2 strata model, or a run's `model/`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Catalog file.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Training judgments: every query among them is mined; all of them are kept.
+    #[arg(long)]
+    pub judgments: PathBuf,
+    /// Output directory: `judgments.jsonl` (merged) and `mining_report.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Items retrieved per query.
+    #[arg(long, default_value_t = 150)]
+    pub k: usize,
+    /// Rank split between hard negatives and hard positives (default k/2).
+    #[arg(long)]
+    pub split: Option<usize>,
+    /// Hard negatives are taken from this rank on (1 keeps the hardest).
+    #[arg(long, default_value_t = 1)]
+    pub negatives_from_rank: usize,
+    /// Search the whole catalog instead of the training items.
+    #[arg(long)]
+    pub whole_catalog: bool,
+    /// Exact search instead of HNSW.
+    #[arg(long)]
+    pub exact: bool,
+    /// Labels for unjudged pairs: `unjudged-zero` (label 0) or `judged-only`.
+    #[arg(long, default_value = "unjudged-zero")]
+    pub labeler: String,
+    /// Label cache (JSONL); default `<out>/../labels.jsonl`.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Taxonomy levels in the item text.
+    #[arg(long, default_value_t = 2)]
+    pub taxonomy_depth: usize,
+}
+
+pub fn mine(a: MineArgs) -> anyhow::Result<()> {
+    let catalog = strata_data::load_catalog(&a.catalog)?;
+    let train = strata_data::load_judgments(&a.judgments)?;
+    let unknown = match a.labeler.as_str() {
+        "unjudged-zero" => UnknownPair::Fixed(0),
+        "judged-only" => UnknownPair::Abstain,
+        other => anyhow::bail!("--labeler: unknown labeler {other:?} (expected unjudged-zero or judged-only)"),
+    };
+    let cfg = MineConfig {
+        k: a.k,
+        split: a.split,
+        negatives_from_rank: a.negatives_from_rank,
+        corpus: if a.whole_catalog { Corpus::Catalog } else { Corpus::TrainingItems },
+        ann: !a.exact,
+        ..MineConfig::default()
+    };
+    cfg.validate()?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let cache = a.cache.clone().unwrap_or_else(|| a.out.join("labels.jsonl"));
+    let labeler = CachedLabeler::open(JudgmentLookupLabeler::new(&train, unknown)?, &cache, "v1")?;
+    let text = ItemTextConfig {
+        depth: match a.taxonomy_depth {
+            0 => TaxonomyDepth::None,
+            n => TaxonomyDepth::First(n),
+        },
+        template: None,
+    };
+    let e = Embedder::load(&a.model, &LoadOptions::default())?.with_progress(true);
+    let out = strata_mining::mine(&e, &catalog, &text, &train, &labeler, &cfg)?;
+    strata_data::write_judgments(a.out.join("judgments.jsonl"), &out.judgments)?;
+    let mut report = serde_json::to_value(&out.report)?;
+    report["labeler_policy"] = serde_json::Value::String(a.labeler.clone());
+    std::fs::write(a.out.join("mining_report.json"), serde_json::to_string_pretty(&report)?)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
