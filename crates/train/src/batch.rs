@@ -25,7 +25,7 @@ impl Default for Chunking {
     fn default() -> Self {
         Chunking {
             max_texts: 256,
-            max_tokens: 4096,
+            max_tokens: 1024,
         }
     }
 }
@@ -155,7 +155,11 @@ pub fn plan_batch(
     chunking: Chunking,
     dedup: bool,
 ) -> BatchPlan {
-    assert_eq!(instances.len(), query_tokens.len(), "one token list per query");
+    assert_eq!(
+        instances.len(),
+        query_tokens.len(),
+        "one token list per query"
+    );
     // Distinct queries by text.
     let mut query_index: HashMap<&str, usize> = HashMap::new();
     let mut query_seqs: Vec<&[u32]> = Vec::new();
@@ -254,9 +258,19 @@ mod tests {
             .items
             .chunks
             .iter()
-            .flat_map(|c| (0..c.batch).map(move |r| c.mask[r * c.len..(r + 1) * c.len].iter().filter(|&&m| m > 0.0).count()))
+            .flat_map(|c| {
+                (0..c.batch).map(move |r| {
+                    c.mask[r * c.len..(r + 1) * c.len]
+                        .iter()
+                        .filter(|&&m| m > 0.0)
+                        .count()
+                })
+            })
             .collect();
-        let slots: Vec<u32> = instances.iter().flat_map(|i| i.items.iter().map(|x| x.0)).collect();
+        let slots: Vec<u32> = instances
+            .iter()
+            .flat_map(|i| i.items.iter().map(|x| x.0))
+            .collect();
         for (slot, &row) in plan.item_rows.iter().enumerate() {
             assert_eq!(lens[row], slots[slot] as usize + 1, "slot {slot}");
         }
@@ -266,6 +280,7 @@ mod tests {
         assert_eq!(plain.items.texts, 7);
         assert_eq!(plain.queries.chunks.len(), 1);
         assert!(plain.padded_tokens() > plan.padded_tokens());
-        assert_eq!(plain.tokens(), 7 + 2 + 2 + 1 + 4 + 6 + 2 + 1 + 3);
+        // Items 0,3,3,5,1,0,2 have 1,4,4,6,2,1,3 tokens; the queries 2,1,2.
+        assert_eq!(plain.tokens(), 21 + 5);
     }
 }

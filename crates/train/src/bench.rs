@@ -122,8 +122,10 @@ pub struct DumpInstance {
 /// Draws the benchmark batch: instances of queries with every label level, each holding
 /// exactly the drawn number of items.
 pub fn bench_instances(b: &StepBench) -> anyhow::Result<(Vec<Instance>, Vec<String>)> {
-    let catalog = load_catalog(&b.catalog).with_context(|| format!("loading {}", b.catalog.display()))?;
-    let judgments = load_judgments(&b.judgments).with_context(|| format!("loading {}", b.judgments.display()))?;
+    let catalog =
+        load_catalog(&b.catalog).with_context(|| format!("loading {}", b.catalog.display()))?;
+    let judgments = load_judgments(&b.judgments)
+        .with_context(|| format!("loading {}", b.judgments.display()))?;
     let groups = QueryGroups::new(&catalog, &judgments)?;
     let cfg = InstanceConfig {
         items_per_label: b.items_per_label,
@@ -148,7 +150,14 @@ pub fn bench_instances(b: &StepBench) -> anyhow::Result<(Vec<Instance>, Vec<Stri
     Ok((picked, texts))
 }
 
-fn dump(plan: &BatchPlan, instances: &[Instance], texts: &[String], b: &StepBench, max_len: usize, tau: f64) -> BatchDump {
+fn dump(
+    plan: &BatchPlan,
+    instances: &[Instance],
+    texts: &[String],
+    b: &StepBench,
+    max_len: usize,
+    tau: f64,
+) -> BatchDump {
     let mut q_index: HashMap<&str, usize> = HashMap::new();
     let mut queries = Vec::new();
     let mut i_index: HashMap<u32, usize> = HashMap::new();
@@ -227,10 +236,10 @@ pub fn bench_train_step(b: &StepBench) -> anyhow::Result<(StepTiming, BatchDump)
     let loss_cfg = LossConfig::default();
     let loss = loss_cfg.init(&device)?;
     let tau = loss.temperature.as_ref().map_or(0.05, |t| t.value());
-    let mut module = TrainModule {
+    let mut module = crate::step::fresh_params(TrainModule {
         tower: crate::trainer::without_dropout(loaded.model),
         loss,
-    };
+    });
     let item_ids: HashMap<u32, Vec<u32>> = instances
         .iter()
         .flat_map(|i| i.items.iter().map(|x| x.0))
@@ -240,12 +249,20 @@ pub fn bench_train_step(b: &StepBench) -> anyhow::Result<(StepTiming, BatchDump)
         .iter()
         .map(|i| tokenizer.ids(&i.query))
         .collect::<anyhow::Result<_>>()?;
-    let plan = plan_batch(&instances, &query_ids, &item_ids, &tokenizer, b.chunking, b.dedup);
+    let plan = plan_batch(
+        &instances, &query_ids, &item_ids, &tokenizer, b.chunking, b.dedup,
+    );
     let dumped = dump(&plan, &instances, &texts, b, loaded.config.max_len, tau);
     let mut opt = AdamW::new(AdamWConfig::default());
     let groups = |path: &str| GroupSettings {
-        lr: if path.starts_with(LOSS_PATH) { b.temperature_lr } else { b.lr },
-        decay: !(path.starts_with(LOSS_PATH) || path.ends_with("bias") || path.contains("layer_norm")),
+        lr: if path.starts_with(LOSS_PATH) {
+            b.temperature_lr
+        } else {
+            b.lr
+        },
+        decay: !(path.starts_with(LOSS_PATH)
+            || path.ends_with("bias")
+            || path.contains("layer_norm")),
     };
     let mut phases = [0f64; 4];
     let mut losses = Vec::new();

@@ -75,7 +75,8 @@ pub fn checkpoint_name(step: u64) -> String {
 pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 /// Writes a checkpoint of `step` into `run/checkpoints` with `write` filling the directory,
@@ -108,7 +109,8 @@ pub fn write_checkpoint(
     all.retain(|(s, _)| *s != step);
     let drop = all.len().saturating_sub(keep.saturating_sub(1));
     for (_, old) in all.into_iter().take(drop) {
-        std::fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove {}", old.display()))?;
     }
     Ok(target)
 }
@@ -120,10 +122,14 @@ pub fn list_checkpoints(run: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+    {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok())
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
             && entry.path().join(STATE_FILE).is_file()
         {
             out.push((step, entry.path()));
@@ -148,7 +154,8 @@ pub fn latest_checkpoint(run: &Path) -> anyhow::Result<Option<PathBuf>> {
 /// Reads a checkpoint's trainer state.
 pub fn read_state(checkpoint: &Path) -> anyhow::Result<TrainerState> {
     let p = checkpoint.join(STATE_FILE);
-    let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: invalid trainer state", p.display()))
 }
 
@@ -209,7 +216,8 @@ pub fn load_params<M: Module>(module: M, path: &Path) -> anyhow::Result<M> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let key = self.path.join(".");
             let Some(v) = self.values.remove(&key) else {
-                self.error.get_or_insert(format!("parameter {key} is missing"));
+                self.error
+                    .get_or_insert(format!("parameter {key} is missing"));
                 return param;
             };
             let (id, tensor, mapper) = param.consume();
@@ -266,7 +274,11 @@ mod tests {
         for step in [2, 4, 6] {
             write_checkpoint(run, step, 2, |d| write_state(d, &state(step))).unwrap();
         }
-        let all: Vec<u64> = list_checkpoints(run).unwrap().into_iter().map(|(s, _)| s).collect();
+        let all: Vec<u64> = list_checkpoints(run)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         assert_eq!(all, vec![4, 6]);
         let latest = latest_checkpoint(run).unwrap().unwrap();
         assert_eq!(read_state(&latest).unwrap(), state(6));

@@ -270,7 +270,8 @@ impl TrainConfig {
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::from_toml_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        Self::from_toml_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))
     }
 
     /// The configuration as TOML.
@@ -303,7 +304,10 @@ impl TrainConfig {
                 bail!("config field `{field}` is not set");
             }
             if !p.is_file() {
-                bail!("config field `{field}`: file {} does not exist", p.display());
+                bail!(
+                    "config field `{field}`: file {} does not exist",
+                    p.display()
+                );
             }
             Ok(())
         }
@@ -343,7 +347,9 @@ impl TrainConfig {
         }
         for (l, &k) in d.items_per_label.iter().enumerate() {
             if k == 0 {
-                bail!("config field `data.items_per_label` has 0 for label {l}: each must be at least 1");
+                bail!(
+                    "config field `data.items_per_label` has 0 for label {l}: each must be at least 1"
+                );
             }
         }
         at_least_one("data.instances_per_query", d.instances_per_query)?;
@@ -360,7 +366,9 @@ impl TrainConfig {
         }
         resolve_init(&m.init).context("config field `model.init`")?;
         if m.projection_dim == Some(0) {
-            bail!("config field `model.projection_dim` is 0: must be at least 1 (or left out for no heads)");
+            bail!(
+                "config field `model.projection_dim` is 0: must be at least 1 (or left out for no heads)"
+            );
         }
         if let Some(l) = m.max_len
             && l < 2
@@ -388,7 +396,10 @@ impl TrainConfig {
         non_negative("train.grad_clip", t.grad_clip)?;
         non_negative("train.weight_decay", t.weight_decay)?;
         positive("train.adam_epsilon", t.adam_epsilon)?;
-        for (field, b) in [("train.adam_beta1", t.adam_beta1), ("train.adam_beta2", t.adam_beta2)] {
+        for (field, b) in [
+            ("train.adam_beta1", t.adam_beta1),
+            ("train.adam_beta2", t.adam_beta2),
+        ] {
             if !(b.is_finite() && (0.0..1.0).contains(&b)) {
                 bail!("config field `{field}` is {b}: must be in [0, 1)");
             }

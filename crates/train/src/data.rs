@@ -55,10 +55,12 @@ impl TrainData {
         let load = |p: &std::path::Path| {
             load_judgments(p).with_context(|| format!("loading judgments {}", p.display()))
         };
-        let (train, dev): (Vec<Judgment>, Vec<Judgment>) = match (&d.judgments, &d.train_judgments) {
+        let (train, dev): (Vec<Judgment>, Vec<Judgment>) = match (&d.judgments, &d.train_judgments)
+        {
             (Some(all), _) => {
                 let all = load(all)?;
-                let split = SplitConfig::new(1.0 - d.dev_fraction, d.dev_fraction, 0.0, d.split_seed)?;
+                let split =
+                    SplitConfig::new(1.0 - d.dev_fraction, d.dev_fraction, 0.0, d.split_seed)?;
                 let parts = split.split_judgments(&all);
                 (parts.train, parts.dev)
             }
@@ -80,7 +82,8 @@ impl TrainData {
             template: None,
         };
         let item_texts = text_cfg.render_all(catalog.items());
-        let groups = QueryGroups::new(&catalog, &train).context("grouping the training judgments")?;
+        let groups =
+            QueryGroups::new(&catalog, &train).context("grouping the training judgments")?;
         anyhow::ensure!(!groups.is_empty(), "the training split holds no queries");
         let variants = if d.spelling_ratio > 0.0 {
             let scfg = SpellingConfig {
@@ -153,7 +156,9 @@ impl TrainData {
                 }
             }
         }
-        (0..used.len() as u32).filter(|&i| used[i as usize]).collect()
+        (0..used.len() as u32)
+            .filter(|&i| used[i as usize])
+            .collect()
     }
 
     /// Counts of the loaded data.

@@ -62,7 +62,10 @@ impl DevSet {
         }
         Ok(DevSet {
             queries: keep.iter().map(|&q| queries[q].to_string()).collect(),
-            judged: keep.into_iter().map(|q| std::mem::take(&mut judged[q])).collect(),
+            judged: keep
+                .into_iter()
+                .map(|q| std::mem::take(&mut judged[q]))
+                .collect(),
         })
     }
 
@@ -100,12 +103,20 @@ pub fn evaluate_dev(
     dev: &DevSet,
     item_texts: &[String],
 ) -> anyhow::Result<DevScore> {
-    anyhow::ensure!(!dev.is_empty(), "the dev split has no query with a relevant item");
+    anyhow::ensure!(
+        !dev.is_empty(),
+        "the dev split has no query with a relevant item"
+    );
     let texts: Vec<&str> = item_texts.iter().map(String::as_str).collect();
-    let items = encoder.encode(&texts, Side::Item).context("embedding the catalog")?;
+    let items = encoder
+        .encode(&texts, Side::Item)
+        .context("embedding the catalog")?;
     let queries: Vec<&str> = dev.queries.iter().map(String::as_str).collect();
-    let q = encoder.encode(&queries, Side::Query).context("embedding the dev queries")?;
-    let index = strata_eval::ExactIndex::new(items, encoder.dim()).context("indexing the catalog")?;
+    let q = encoder
+        .encode(&queries, Side::Query)
+        .context("embedding the dev queries")?;
+    let index =
+        strata_eval::ExactIndex::new(items, encoder.dim()).context("indexing the catalog")?;
     let hits = index.search(&q, DEV_K).context("searching the catalog")?;
     let mut sum = 0.0;
     let mut n = 0usize;
@@ -189,7 +200,11 @@ mod tests {
         let dcg = 0.5 + 1.0 / 4f64.log2();
         let idcg = 1.0 + 0.5 / 3f64.log2();
         let expected = (1.0 + dcg / idcg) / 2.0;
-        assert!((s.ndcg_at_10 - expected).abs() < 1e-9, "{} vs {expected}", s.ndcg_at_10);
+        assert!(
+            (s.ndcg_at_10 - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            s.ndcg_at_10
+        );
         // A judgment of an unknown item is named.
         let bad = vec![Judgment::new("q", "missing", 2)];
         let e = format!("{:#}", DevSet::new(&catalog, &bad, 0, 0).unwrap_err());

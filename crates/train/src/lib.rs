@@ -23,9 +23,9 @@ pub mod step;
 pub mod trainer;
 
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 
 pub use config::TrainConfig;
 pub use trainer::{TrainOptions, TrainSummary, train, train_with};

@@ -265,7 +265,12 @@ impl AdamW {
     }
 
     /// Applies one update to every parameter of `module` that has a gradient in `grads`.
-    pub fn step<M: Module>(&mut self, module: M, grads: &GradBuffer, groups: &dyn ParamGroups) -> M {
+    pub fn step<M: Module>(
+        &mut self,
+        module: M,
+        grads: &GradBuffer,
+        groups: &dyn ParamGroups,
+    ) -> M {
         struct Update<'a> {
             opt: &'a mut AdamW,
             grads: &'a GradBuffer,
@@ -310,17 +315,24 @@ impl AdamW {
     /// The fused update of one parameter's values.
     fn update(&mut self, path: &str, p: &mut [f32], g: &[f32], s: GroupSettings) {
         let n = p.len();
-        let st = self.state.entry(path.to_string()).or_insert_with(|| Moments {
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            t: 0,
-        });
+        let st = self
+            .state
+            .entry(path.to_string())
+            .or_insert_with(|| Moments {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+                t: 0,
+            });
         st.t += 1;
         let c = &self.config;
         let (b1, b2) = (c.beta1, c.beta2);
         let bc1 = 1.0 - b1.powi(st.t as i32);
         let bc2 = 1.0 - b2.powi(st.t as i32);
-        let decay = if s.decay { (1.0 - s.lr * c.weight_decay) as f32 } else { 1.0 };
+        let decay = if s.decay {
+            (1.0 - s.lr * c.weight_decay) as f32
+        } else {
+            1.0
+        };
         let step_size = (s.lr / bc1) as f32;
         let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
         let eps = c.epsilon as f32;
@@ -359,7 +371,8 @@ impl AdamW {
             .iter()
             .map(|(name, b, n)| Ok((name.clone(), TensorView::new(Dtype::F32, vec![*n], b)?)))
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-        let steps: BTreeMap<&str, u64> = self.state.iter().map(|(k, s)| (k.as_str(), s.t)).collect();
+        let steps: BTreeMap<&str, u64> =
+            self.state.iter().map(|(k, s)| (k.as_str(), s.t)).collect();
         let mut meta = std::collections::HashMap::new();
         meta.insert(STEPS_KEY.to_string(), serde_json::to_string(&steps)?);
         meta.insert(CONFIG_KEY.to_string(), serde_json::to_string(&self.config)?);
@@ -419,7 +432,9 @@ impl AdamW {
         let sizes = param_sizes(module);
         for (name, st) in &self.state {
             match sizes.get(name) {
-                None => anyhow::bail!("optimizer state names parameter {name}, which the model lacks"),
+                None => {
+                    anyhow::bail!("optimizer state names parameter {name}, which the model lacks")
+                }
                 Some(&n) if n != st.m.len() => anyhow::bail!(
                     "optimizer state of {name} has {} values, the parameter {n}",
                     st.m.len()
@@ -524,9 +539,14 @@ mod tests {
     }
 
     fn loss(net: &Net, device: &Device, k: usize) -> Tensor<1> {
-        let x: Vec<f32> = (0..10).map(|i| ((i * 7 + k * 3) % 11) as f32 / 5.0 - 1.0).collect();
+        let x: Vec<f32> = (0..10)
+            .map(|i| ((i * 7 + k * 3) % 11) as f32 / 5.0 - 1.0)
+            .collect();
         let x = Tensor::<2>::from_data(TensorData::new(x, [2, 5]), device);
-        net.b.forward(net.a.forward(x).tanh()).powf_scalar(2.0).sum()
+        net.b
+            .forward(net.a.forward(x).tanh())
+            .powf_scalar(2.0)
+            .sum()
     }
 
     fn constant(lr: f64, decay: bool) -> impl Fn(&str) -> GroupSettings {
@@ -558,8 +578,10 @@ mod tests {
             weight_decay: 0.05,
         };
         let lr = 0.01;
+        // Parameters initialise lazily: read them once so both copies share the values.
         let mut ours = net(&device);
-        let mut theirs = net(&device);
+        let start = param_values(&ours);
+        let mut theirs = crate::step::fresh_params(ours.clone());
         let mut opt = AdamW::new(cfg);
         let mut reference = BurnAdamW::new()
             .with_beta_1(cfg.beta1 as f32)
@@ -578,11 +600,14 @@ mod tests {
         let (a, b) = (param_values(&ours), param_values(&theirs));
         for (path, va) in &a {
             let vb = &b[path];
-            let worst = va.iter().zip(vb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let worst = va
+                .iter()
+                .zip(vb)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
             assert!(worst < 1e-5, "{path}: differs by {worst}");
         }
         // And the parameters moved.
-        let start = param_values(&net(&device));
         assert!(start["a.weight"] != a["a.weight"]);
     }
 
@@ -606,7 +631,12 @@ mod tests {
         let norm = one.global_norm();
         let manual: f64 = one
             .paths()
-            .flat_map(|p| one.get(p).unwrap().iter().map(|&v| f64::from(v) * f64::from(v)))
+            .flat_map(|p| {
+                one.get(p)
+                    .unwrap()
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+            })
             .sum::<f64>()
             .sqrt();
         assert!((norm - manual).abs() < 1e-9 && norm > 0.0);

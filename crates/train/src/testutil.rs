@@ -16,7 +16,13 @@ fn vocab() -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    v.extend(COLOURS.iter().chain(&THINGS).chain(&EXTRA).map(|s| s.to_string()));
+    v.extend(
+        COLOURS
+            .iter()
+            .chain(&THINGS)
+            .chain(&EXTRA)
+            .map(|s| s.to_string()),
+    );
     v
 }
 

@@ -17,7 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use strata_data::hash::combine;
 use strata_data::instances::Instance;
-use strata_model::{Embedder, LoadOptions, TextTokenizer, TowerConfig, TwoTower, load_model, save_model};
+use strata_model::{
+    Embedder, LoadOptions, TextTokenizer, TowerConfig, TwoTower, load_model, save_model,
+};
 
 use crate::batch::{BatchPlan, ItemTokens, plan_batch};
 use crate::checkpoint::{
@@ -247,7 +249,10 @@ fn tokenize_queries(
     instances: &[Instance],
     prefix: &str,
 ) -> anyhow::Result<Vec<Vec<u32>>> {
-    let owned: Vec<String> = instances.iter().map(|i| format!("{prefix}{}", i.query)).collect();
+    let owned: Vec<String> = instances
+        .iter()
+        .map(|i| format!("{prefix}{}", i.query))
+        .collect();
     let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
     tokenizer.ids_many(&refs)
 }
@@ -262,9 +267,15 @@ fn groups(cfg: &TrainConfig, factor: f64) -> impl Fn(&str) -> GroupSettings + '_
         } else if HEAD_PATHS.iter().any(|h| path.starts_with(h)) {
             (t.head_lr, !path.ends_with("bias"))
         } else {
-            (t.lr, !(path.ends_with("bias") || path.contains("layer_norm")))
+            (
+                t.lr,
+                !(path.ends_with("bias") || path.contains("layer_norm")),
+            )
         };
-        GroupSettings { lr: lr * factor, decay }
+        GroupSettings {
+            lr: lr * factor,
+            decay,
+        }
     }
 }
 
@@ -283,7 +294,14 @@ fn micro_step(
     scale: f32,
 ) -> anyhow::Result<f64> {
     let queries = tokenize_queries(tokenizer, instances, &tower_cfg.query_prefix)?;
-    let plan: BatchPlan = plan_batch(instances, &queries, items, tokenizer, cfg.train.chunking(), true);
+    let plan: BatchPlan = plan_batch(
+        instances,
+        &queries,
+        items,
+        tokenizer,
+        cfg.train.chunking(),
+        true,
+    );
     let loss = batch_loss(module, &plan, device)?;
     let value = loss.clone().into_scalar::<f64>();
     anyhow::ensure!(value.is_finite(), "the loss is {value}: training diverged");
@@ -301,7 +319,8 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         for stale in [checkpoint::CHECKPOINTS, BEST_MODEL, FINAL_MODEL] {
             let p = run_dir.join(stale);
             if p.exists() {
-                std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                std::fs::remove_dir_all(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
             }
         }
         let _ = std::fs::remove_file(run_dir.join(METRICS_FILE));
@@ -335,7 +354,9 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             let m = load_model(&init, &load_opts, &device)
                 .with_context(|| format!("loading the initial model {}", init.display()))?;
             let mut config = m.config;
-            if strata_model::store::model_dir_kind(&init)? == strata_model::store::ModelDirKind::Strata {
+            if strata_model::store::model_dir_kind(&init)?
+                == strata_model::store::ModelDirKind::Strata
+            {
                 if let Some(d) = cfg.model.projection_dim
                     && config.projection_dim != Some(d)
                 {
@@ -389,10 +410,10 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         optimizer = AdamW::load(cfg.train.adamw(), &ck.join(OPTIMIZER_FILE))?;
         state = read_state(ck)?;
     }
-    let mut module = TrainModule {
+    let mut module = crate::step::fresh_params(TrainModule {
         tower,
         loss: loss_module,
-    };
+    });
     if resume_from.is_some() {
         optimizer.check_against(&module)?;
     }
@@ -455,40 +476,49 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         cfg.loss.name()
     ));
     if let Some(ck) = &resume_from {
-        reporter.say(format!("resuming from {} (update {start_step})", ck.display()));
+        reporter.say(format!(
+            "resuming from {} (update {start_step})",
+            ck.display()
+        ));
     }
 
-    let item_tokens = tokenize_items(&tokenizer, &data.item_texts, &data.train_items(), &tower_cfg.item_prefix)?;
+    let item_tokens = tokenize_items(
+        &tokenizer,
+        &data.item_texts,
+        &data.train_items(),
+        &tower_cfg.item_prefix,
+    )?;
 
     // Dev evaluation with the current weights.
-    let evaluate = |module: &TrainModule, reporter: &Reporter| -> anyhow::Result<Option<DevScore>> {
-        let Some(dev) = &data.dev else {
-            return Ok(None);
+    let evaluate =
+        |module: &TrainModule, reporter: &Reporter| -> anyhow::Result<Option<DevScore>> {
+            let Some(dev) = &data.dev else {
+                return Ok(None);
+            };
+            let embedder = Embedder::new(
+                module.tower.clone(),
+                tower_cfg.clone(),
+                tokenizer.clone(),
+                infer_device.clone(),
+                "training".into(),
+            )
+            .with_limits(strata_model::BatchLimits {
+                max_batch: cfg.eval.batch_texts,
+                max_tokens: cfg.eval.batch_tokens,
+            })
+            .with_progress(opts.progress);
+            let run = || evaluate_dev(&embedder, dev, &data.item_texts);
+            let score = match &reporter.bar {
+                Some(b) => b.suspend(run)?,
+                None => run()?,
+            };
+            Ok(Some(score))
         };
-        let embedder = Embedder::new(
-            module.tower.clone(),
-            tower_cfg.clone(),
-            tokenizer.clone(),
-            infer_device.clone(),
-            "training".into(),
-        )
-        .with_limits(strata_model::BatchLimits {
-            max_batch: cfg.eval.batch_texts,
-            max_tokens: cfg.eval.batch_tokens,
-        })
-        .with_progress(opts.progress);
-        let run = || evaluate_dev(&embedder, dev, &data.item_texts);
-        let score = match &reporter.bar {
-            Some(b) => b.suspend(run)?,
-            None => run()?,
-        };
-        Ok(Some(score))
-    };
     let record_eval = |state: &mut TrainerState,
-                           module: &TrainModule,
-                           metrics: &mut MetricsLog,
-                           reporter: &Reporter,
-                           step: u64|
+                       module: &TrainModule,
+                       metrics: &mut MetricsLog,
+                       reporter: &Reporter,
+                       step: u64|
      -> anyhow::Result<()> {
         let t = Instant::now();
         let Some(score) = evaluate(module, reporter)? else {
@@ -496,10 +526,17 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         };
         let point = DevPoint { step, score };
         state.dev.push(point);
-        let improved = state.best.is_none_or(|b| score.ndcg_at_10 > b.score.ndcg_at_10);
+        let improved = state
+            .best
+            .is_none_or(|b| score.ndcg_at_10 > b.score.ndcg_at_10);
         if improved {
             state.best = Some(point);
-            save_model(&run_dir.join(BEST_MODEL), &module.tower, &tower_cfg, &tokenizer)?;
+            save_model(
+                &run_dir.join(BEST_MODEL),
+                &module.tower,
+                &tower_cfg,
+                &tokenizer,
+            )?;
         }
         metrics.write(serde_json::json!({
             "step": step,
@@ -549,7 +586,11 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         grads.clear();
         let mut loss_sum = 0.0;
         for m in &micro {
-            let scale = if reduction_mean { m.len() as f32 / n_step as f32 } else { 1.0 };
+            let scale = if reduction_mean {
+                m.len() as f32 / n_step as f32
+            } else {
+                1.0
+            };
             let l = micro_step(
                 &module,
                 m,
@@ -577,7 +618,11 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         state.step = step + 1;
         state.instances_seen += n_step as u64;
         state.train_seconds += dt;
-        let per_instance = if reduction_mean { loss_sum } else { loss_sum / n_step as f64 };
+        let per_instance = if reduction_mean {
+            loss_sum
+        } else {
+            loss_sum / n_step as f64
+        };
         last_loss = Some(per_instance);
         let ema = match smoothed {
             Some(s) => 0.9 * s + 0.1 * per_instance,
@@ -605,9 +650,9 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         }
 
         let at_end = state.step == total;
-        let epoch_end = state.step % steps_per_epoch == 0;
+        let epoch_end = state.step.is_multiple_of(steps_per_epoch);
         let eval_now = if cfg.eval.every > 0 {
-            state.step % cfg.eval.every == 0 || at_end
+            state.step.is_multiple_of(cfg.eval.every) || at_end
         } else {
             epoch_end || at_end
         };
@@ -615,7 +660,9 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             let at = state.step;
             record_eval(&mut state, &module, &mut metrics, &reporter, at)?;
         }
-        let ckpt_now = at_end || (cfg.train.checkpoint_every > 0 && state.step % cfg.train.checkpoint_every == 0);
+        let ckpt_now = at_end
+            || (cfg.train.checkpoint_every > 0
+                && state.step.is_multiple_of(cfg.train.checkpoint_every));
         if ckpt_now {
             write_checkpoint(&run_dir, state.step, cfg.train.keep_checkpoints, |dir| {
                 save_model(&dir.join(MODEL), &module.tower, &tower_cfg, &tokenizer)?;
@@ -673,10 +720,9 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
 pub fn evaluate_model(cfg: &TrainConfig, model_dir: &Path) -> anyhow::Result<DevScore> {
     cfg.validate()?;
     let data = TrainData::load(cfg)?;
-    let dev = data
-        .dev
-        .as_ref()
-        .context("the configuration defines no dev split (data.dev_fraction is 0 and no data.dev_judgments)")?;
+    let dev = data.dev.as_ref().context(
+        "the configuration defines no dev split (data.dev_fraction is 0 and no data.dev_judgments)",
+    )?;
     let device = strata_model::parse_device(&cfg.device)?;
     let embedder = Embedder::load_on(&resolve_init(model_dir)?, &LoadOptions::default(), &device)?
         .with_limits(strata_model::BatchLimits {

@@ -36,7 +36,7 @@ pub struct TrainBenchArgs {
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
     /// Most padded tokens per forward chunk.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 1024)]
     pub chunk_tokens: usize,
     /// Most texts per forward chunk.
     #[arg(long, default_value_t = 256)]

@@ -25,6 +25,7 @@ pub enum LossKind {
 }
 
 #[derive(Args, Debug, Default)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// TOML configuration (every key optional; see `strata_train::config`). Flags override it.
     #[arg(long)]
@@ -179,7 +180,9 @@ fn global_threads() -> Option<usize> {
             return v.parse().ok();
         }
     }
-    std::env::var("STRATA_THREADS").ok().and_then(|v| v.parse().ok())
+    std::env::var("STRATA_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 /// The default starting model: `$STRATA_MODELS/all-MiniLM-L6-v2`, else `models/...`.
@@ -341,6 +344,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         print!("{}", cfg.to_toml()?);
         return Ok(());
     }
+    cfg.validate().context("invalid training configuration")?;
     let opts = TrainOptions {
         resume: a.resume,
         overwrite: a.overwrite,
