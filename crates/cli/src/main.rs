@@ -8,7 +8,11 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Train, evaluate and serve graded-relevance embedding retrievers")]
+#[command(
+    name = "strata",
+    version,
+    about = "Train, evaluate and serve graded-relevance embedding retrievers"
+)]
 struct Cli {
     /// Worker threads for CPU compute (default: all cores).
     #[arg(long, global = true, env = "STRATA_THREADS")]
@@ -56,7 +60,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
             eprintln!("error: could not set {n} threads: {e}");
             std::process::exit(2);
         }

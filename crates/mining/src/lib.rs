@@ -61,7 +61,11 @@ impl Default for MineConfig {
             negatives_from_rank: 1,
             corpus: Corpus::TrainingItems,
             ann: true,
-            hnsw: HnswParams { connectivity: 16, expansion_add: 128, expansion_search: 256 },
+            hnsw: HnswParams {
+                connectivity: 16,
+                expansion_add: 128,
+                expansion_search: 256,
+            },
             recall_check_queries: 1000,
             label_batch: 256,
         }
@@ -70,12 +74,25 @@ impl Default for MineConfig {
 
 impl MineConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.k >= 2, "mining: `k` must be at least 2, got {}", self.k);
+        anyhow::ensure!(
+            self.k >= 2,
+            "mining: `k` must be at least 2, got {}",
+            self.k
+        );
         if let Some(s) = self.split {
-            anyhow::ensure!(s >= 1 && s < self.k, "mining: `split` must be in 1..k, got {s}");
+            anyhow::ensure!(
+                s >= 1 && s < self.k,
+                "mining: `split` must be in 1..k, got {s}"
+            );
         }
-        anyhow::ensure!(self.negatives_from_rank >= 1, "mining: `negatives_from_rank` starts at 1");
-        anyhow::ensure!(self.label_batch >= 1, "mining: `label_batch` must be positive");
+        anyhow::ensure!(
+            self.negatives_from_rank >= 1,
+            "mining: `negatives_from_rank` starts at 1"
+        );
+        anyhow::ensure!(
+            self.label_batch >= 1,
+            "mining: `label_batch` must be positive"
+        );
         Ok(())
     }
 
@@ -157,7 +174,10 @@ pub fn mine(
             let mut v = Vec::new();
             for j in judgments {
                 let i = catalog.index_of(&j.item_id).with_context(|| {
-                    format!("mining: judgment ({:?}, {}) names an item not in the catalog", j.query, j.item_id)
+                    format!(
+                        "mining: judgment ({:?}, {}) names an item not in the catalog",
+                        j.query, j.item_id
+                    )
                 })?;
                 if seen.insert(i) {
                     v.push(i);
@@ -177,10 +197,17 @@ pub fn mine(
     }
 
     let t = Instant::now();
-    let texts: Vec<String> = corpus.iter().map(|&i| item_text.render(&catalog.items()[i])).collect();
+    let texts: Vec<String> = corpus
+        .iter()
+        .map(|&i| item_text.render(&catalog.items()[i]))
+        .collect();
     let text_refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-    let item_emb = encoder.encode(&text_refs, Side::Item).context("mining: embedding items")?;
-    let query_emb = encoder.encode(&queries, Side::Query).context("mining: embedding queries")?;
+    let item_emb = encoder
+        .encode(&text_refs, Side::Item)
+        .context("mining: embedding items")?;
+    let query_emb = encoder
+        .encode(&queries, Side::Query)
+        .context("mining: embedding queries")?;
     let seconds_embedding = t.elapsed().as_secs_f64();
     let dim = encoder.dim();
 
@@ -193,7 +220,11 @@ pub fn mine(
         let recall = if n_check > 0 {
             let sub = &query_emb[..n_check * dim];
             let ex = exact.search(sub, k)?;
-            Some(strata_eval::search::recall_against(&ex, &hits[..n_check], k))
+            Some(strata_eval::search::recall_against(
+                &ex,
+                &hits[..n_check],
+                k,
+            ))
         } else {
             None
         };
@@ -217,7 +248,9 @@ pub fn mine(
             });
         }
     }
-    let pending: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].judged.is_none()).collect();
+    let pending: Vec<usize> = (0..candidates.len())
+        .filter(|&i| candidates[i].judged.is_none())
+        .collect();
     let t = Instant::now();
     let pairs: Vec<(String, String)> = pending
         .iter()
@@ -239,8 +272,14 @@ pub fn mine(
         labeler: labeler.identity(),
         pairs_retrieved: candidates.len(),
         already_judged: candidates.len() - pending.len(),
-        newly_labeled: pending.iter().filter(|&&i| candidates[i].label.is_some()).count(),
-        unlabeled: pending.iter().filter(|&&i| candidates[i].label.is_none()).count(),
+        newly_labeled: pending
+            .iter()
+            .filter(|&&i| candidates[i].label.is_some())
+            .count(),
+        unlabeled: pending
+            .iter()
+            .filter(|&&i| candidates[i].label.is_none())
+            .count(),
         new_by_rank: rank_buckets(&candidates, k, rules.split),
         hard_negatives: selection.hard_negatives.len(),
         hard_positives: selection.hard_positives.len(),
@@ -253,7 +292,10 @@ pub fn mine(
         seconds_labeling,
         ..Default::default()
     };
-    for c in candidates.iter().filter(|c| c.judged.is_none() && c.rank <= rules.split) {
+    for c in candidates
+        .iter()
+        .filter(|c| c.judged.is_none() && c.rank <= rules.split)
+    {
         if let Some(l) = c.label {
             report.top_half_new += 1;
             if l >= 1 {
@@ -268,24 +310,47 @@ pub fn mine(
     };
 
     let mut merged = judgments.to_vec();
-    for &i in selection.hard_negatives.iter().chain(&selection.hard_positives) {
+    for &i in selection
+        .hard_negatives
+        .iter()
+        .chain(&selection.hard_positives)
+    {
         let c = &candidates[i];
-        let mut j = Judgment::new(c.query.clone(), c.item_id.clone(), c.label.expect("selected pairs are labeled"));
+        let mut j = Judgment::new(
+            c.query.clone(),
+            c.item_id.clone(),
+            c.label.expect("selected pairs are labeled"),
+        );
         j.source = Some(Source::Mined);
         merged.push(j);
     }
     report.merged_judgments = merged.len();
-    Ok(MineOutput { judgments: merged, report })
+    Ok(MineOutput {
+        judgments: merged,
+        report,
+    })
 }
 
 #[cfg(feature = "ann")]
-fn ann_search(items: &[f32], dim: usize, queries: &[f32], k: usize, p: HnswParams) -> anyhow::Result<Vec<Vec<Hit>>> {
+fn ann_search(
+    items: &[f32],
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+    p: HnswParams,
+) -> anyhow::Result<Vec<Vec<Hit>>> {
     let index = strata_eval::HnswIndex::build(items, dim, p)?;
     Ok(index.search(queries, k)?)
 }
 
 #[cfg(not(feature = "ann"))]
-fn ann_search(items: &[f32], dim: usize, queries: &[f32], k: usize, _p: HnswParams) -> anyhow::Result<Vec<Vec<Hit>>> {
+fn ann_search(
+    items: &[f32],
+    dim: usize,
+    queries: &[f32],
+    k: usize,
+    _p: HnswParams,
+) -> anyhow::Result<Vec<Vec<Hit>>> {
     tracing::warn!("built without the `ann` feature: mining with exact search");
     Ok(ExactIndex::new(items.to_vec(), dim)?.search(queries, k)?)
 }
@@ -297,8 +362,14 @@ fn rank_buckets(candidates: &[Candidate], k: usize, split: usize) -> Vec<Bucket>
         .iter()
         .filter(|(a, b)| a <= b)
         .map(|&(a, b)| {
-            let mut bucket = Bucket { ranks: format!("{a}-{b}"), ..Default::default() };
-            for c in candidates.iter().filter(|c| c.judged.is_none() && c.rank >= a && c.rank <= b) {
+            let mut bucket = Bucket {
+                ranks: format!("{a}-{b}"),
+                ..Default::default()
+            };
+            for c in candidates
+                .iter()
+                .filter(|c| c.judged.is_none() && c.rank >= a && c.rank <= b)
+            {
                 match c.label {
                     Some(0) => bucket.label_0 += 1,
                     Some(1) => bucket.label_1 += 1,

@@ -20,7 +20,10 @@ impl TextEncoder for Circle {
     fn encode(&self, texts: &[&str], _side: Side) -> anyhow::Result<Vec<f32>> {
         let mut v = Vec::new();
         for t in texts {
-            let n: f32 = t.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap();
+            let n: f32 = t
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .unwrap();
             let a = if t.starts_with('q') { 0.0 } else { n * 0.05 };
             v.extend([a.cos(), a.sin()]);
         }
@@ -52,8 +55,12 @@ impl Labeler for Rule {
 }
 
 fn catalog(n: usize) -> Catalog {
-    Catalog::from_items((0..n).map(|i| Item::new(format!("i{i}"), format!("item {i}"))).collect())
-        .unwrap()
+    Catalog::from_items(
+        (0..n)
+            .map(|i| Item::new(format!("i{i}"), format!("item {i}")))
+            .collect(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -66,19 +73,31 @@ fn selection_rules_are_exact() {
         label,
     };
     let cands = vec![
-        c(1, None, Some(0)),    // hard negative (top half)
-        c(2, Some(0), None),    // already judged: never selected
-        c(3, None, Some(2)),    // relevant in the top half: not selected
-        c(4, None, None),       // unlabeled: never selected
-        c(5, None, Some(0)),    // rank 5 > split 4: not a hard negative
-        c(6, None, Some(1)),    // hard positive
-        c(7, Some(2), None),    // judged
-        c(8, None, Some(2)),    // hard positive
+        c(1, None, Some(0)), // hard negative (top half)
+        c(2, Some(0), None), // already judged: never selected
+        c(3, None, Some(2)), // relevant in the top half: not selected
+        c(4, None, None),    // unlabeled: never selected
+        c(5, None, Some(0)), // rank 5 > split 4: not a hard negative
+        c(6, None, Some(1)), // hard positive
+        c(7, Some(2), None), // judged
+        c(8, None, Some(2)), // hard positive
     ];
-    let s = select_candidates(&cands, &SelectionRules { split: 4, negatives_from_rank: 1 });
+    let s = select_candidates(
+        &cands,
+        &SelectionRules {
+            split: 4,
+            negatives_from_rank: 1,
+        },
+    );
     assert_eq!(s.hard_negatives, vec![0]);
     assert_eq!(s.hard_positives, vec![5, 7]);
-    let s = select_candidates(&cands, &SelectionRules { split: 4, negatives_from_rank: 2 });
+    let s = select_candidates(
+        &cands,
+        &SelectionRules {
+            split: 4,
+            negatives_from_rank: 2,
+        },
+    );
     assert!(s.hard_negatives.is_empty());
 }
 
@@ -86,13 +105,29 @@ fn selection_rules_are_exact() {
 fn mining_keeps_originals_selects_by_rank_and_caches_labels() {
     let cat = catalog(40);
     // Query "q0" judged on a few items; every item is in the training data.
-    let mut train: Vec<Judgment> = (0..40).step_by(3).map(|i| Judgment::new("q0", format!("i{i}"), 0)).collect();
+    let mut train: Vec<Judgment> = (0..40)
+        .step_by(3)
+        .map(|i| Judgment::new("q0", format!("i{i}"), 0))
+        .collect();
     train.push(Judgment::new("q0", "i1", 2));
-    let cfg = MineConfig { k: 20, ann: false, corpus: strata_mining::Corpus::Catalog, ..Default::default() };
+    let cfg = MineConfig {
+        k: 20,
+        ann: false,
+        corpus: strata_mining::Corpus::Catalog,
+        ..Default::default()
+    };
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("labels.jsonl");
     let labeler = CachedLabeler::open(Rule(AtomicUsize::new(0)), &cache, "v1").unwrap();
-    let out = mine(&Circle, &cat, &ItemTextConfig::name_only(), &train, &labeler, &cfg).unwrap();
+    let out = mine(
+        &Circle,
+        &cat,
+        &ItemTextConfig::name_only(),
+        &train,
+        &labeler,
+        &cfg,
+    )
+    .unwrap();
     let r = &out.report;
     assert_eq!(r.k, 20);
     assert_eq!(r.split, 10);
@@ -119,20 +154,43 @@ fn mining_keeps_originals_selects_by_rank_and_caches_labels() {
 
     // A second run with a fresh process-level labeler but the same cache asks nothing.
     let again = CachedLabeler::open(Rule(AtomicUsize::new(0)), &cache, "v1").unwrap();
-    let out2 = mine(&Circle, &cat, &ItemTextConfig::name_only(), &train, &again, &cfg).unwrap();
-    assert_eq!(again.inner().0.load(Ordering::SeqCst), 0, "cached pairs were labeled again");
+    let out2 = mine(
+        &Circle,
+        &cat,
+        &ItemTextConfig::name_only(),
+        &train,
+        &again,
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(
+        again.inner().0.load(Ordering::SeqCst),
+        0,
+        "cached pairs were labeled again"
+    );
     assert_eq!(out2.judgments, out.judgments);
 }
 
 #[test]
 fn bad_settings_are_rejected() {
-    let cfg = MineConfig { k: 10, split: Some(10), ..Default::default() };
+    let cfg = MineConfig {
+        k: 10,
+        split: Some(10),
+        ..Default::default()
+    };
     assert!(format!("{:#}", cfg.validate().unwrap_err()).contains("split"));
     let cat = catalog(3);
     let train = vec![Judgment::new("q0", "missing", 1)];
     let labeler = Rule(AtomicUsize::new(0));
-    let err = mine(&Circle, &cat, &ItemTextConfig::name_only(), &train, &labeler, &MineConfig::default())
-        .err()
-        .unwrap();
+    let err = mine(
+        &Circle,
+        &cat,
+        &ItemTextConfig::name_only(),
+        &train,
+        &labeler,
+        &MineConfig::default(),
+    )
+    .err()
+    .unwrap();
     assert!(format!("{err:#}").contains("missing"), "{err:#}");
 }

@@ -55,7 +55,8 @@ impl EncoderConfig {
     pub fn from_hf_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read model config {}", path.display()))?;
-        Self::from_hf_json(&text).with_context(|| format!("invalid model config {}", path.display()))
+        Self::from_hf_json(&text)
+            .with_context(|| format!("invalid model config {}", path.display()))
     }
 
     /// Parses a Hugging Face `config.json` document.
@@ -77,7 +78,9 @@ impl EncoderConfig {
         }
         if let Some(p) = hf.position_embedding_type.as_deref() {
             if p != "absolute" {
-                bail!("field `position_embedding_type`: unsupported value {p:?} (strata supports absolute)");
+                bail!(
+                    "field `position_embedding_type`: unsupported value {p:?} (strata supports absolute)"
+                );
             }
         }
         fn req(v: Option<usize>, name: &str) -> anyhow::Result<usize> {
@@ -208,7 +211,8 @@ mod tests {
     fn rejects_bad_configs_naming_the_field() {
         let e = EncoderConfig::from_hf_json(r#"{"model_type":"gpt2"}"#).unwrap_err();
         assert!(format!("{e:#}").contains("model_type"), "{e:#}");
-        let e = EncoderConfig::from_hf_json(r#"{"model_type":"bert","vocab_size":10}"#).unwrap_err();
+        let e =
+            EncoderConfig::from_hf_json(r#"{"model_type":"bert","vocab_size":10}"#).unwrap_err();
         assert!(format!("{e:#}").contains("hidden_size"), "{e:#}");
         let e = EncoderConfig::from_hf_json("{not json").unwrap_err();
         assert!(format!("{e:#}").contains("JSON"), "{e:#}");

@@ -28,7 +28,9 @@ fn cuda(index: usize) -> anyhow::Result<Device> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(_index: usize) -> anyhow::Result<Device> {
-    anyhow::bail!("this strata binary was built without CUDA support (rebuild with `--features cuda`)")
+    anyhow::bail!(
+        "this strata binary was built without CUDA support (rebuild with `--features cuda`)"
+    )
 }
 
 #[cfg(test)]

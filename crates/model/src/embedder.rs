@@ -20,7 +20,10 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        BatchLimits { max_batch: 128, max_tokens: 4096 }
+        BatchLimits {
+            max_batch: 128,
+            max_tokens: 4096,
+        }
     }
 }
 
@@ -43,13 +46,23 @@ impl Embedder {
 
     /// Loads a model onto `device`.
     pub fn load_on(dir: &Path, opts: &LoadOptions, device: &Device) -> anyhow::Result<Self> {
-        let LoadedModel { model, config, tokenizer_path } = load_model(dir, opts, device)?;
+        let LoadedModel {
+            model,
+            config,
+            tokenizer_path,
+        } = load_model(dir, opts, device)?;
         let tokenizer = TextTokenizer::from_file(
             &tokenizer_path,
             config.max_len,
             config.encoder.pad_token_id as u32,
         )?;
-        Ok(Self::new(model, config, tokenizer, device.clone(), dir.display().to_string()))
+        Ok(Self::new(
+            model,
+            config,
+            tokenizer,
+            device.clone(),
+            dir.display().to_string(),
+        ))
     }
 
     /// Wraps an in-memory model (e.g. during training).
@@ -153,8 +166,10 @@ impl Embedder {
         batch: usize,
         len: usize,
     ) -> anyhow::Result<Vec<f32>> {
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [batch, len]), &self.device);
-        let mask = Tensor::<2>::from_data(TensorData::new(mask.to_vec(), [batch, len]), &self.device);
+        let ids =
+            Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [batch, len]), &self.device);
+        let mask =
+            Tensor::<2>::from_data(TensorData::new(mask.to_vec(), [batch, len]), &self.device);
         let emb = self.model.embed(side, ids, mask);
         emb.into_data()
             .try_to_vec::<f32>()

@@ -121,11 +121,25 @@ const STRATA_TO_HF: [(&str, &str); 2] = [
 
 fn check_applied(result: burn_store::ApplyResult, what: &str, file: &Path) -> anyhow::Result<()> {
     if !result.errors.is_empty() {
-        let msgs: Vec<String> = result.errors.iter().take(5).map(|e| format!("{e:?}")).collect();
-        bail!("{}: cannot load {what}: {}", file.display(), msgs.join("; "));
+        let msgs: Vec<String> = result
+            .errors
+            .iter()
+            .take(5)
+            .map(|e| format!("{e:?}"))
+            .collect();
+        bail!(
+            "{}: cannot load {what}: {}",
+            file.display(),
+            msgs.join("; ")
+        );
     }
     if !result.missing.is_empty() {
-        let names: Vec<&str> = result.missing.iter().take(8).map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = result
+            .missing
+            .iter()
+            .take(8)
+            .map(|(n, _)| n.as_str())
+            .collect();
         bail!(
             "{}: {} tensor(s) of the {what} are missing from the file, e.g. {}",
             file.display(),
@@ -174,10 +188,13 @@ fn load_hf(dir: &Path, opts: &LoadOptions, device: &Device) -> anyhow::Result<Lo
             .query_prefix
             .clone()
             .unwrap_or_else(|| if e5 { "query: ".into() } else { String::new() }),
-        item_prefix: opts
-            .item_prefix
-            .clone()
-            .unwrap_or_else(|| if e5 { "passage: ".into() } else { String::new() }),
+        item_prefix: opts.item_prefix.clone().unwrap_or_else(|| {
+            if e5 {
+                "passage: ".into()
+            } else {
+                String::new()
+            }
+        }),
         max_len,
         base_model: dir.display().to_string(),
         encoder,
@@ -189,7 +206,11 @@ fn load_hf(dir: &Path, opts: &LoadOptions, device: &Device) -> anyhow::Result<Lo
     let mut model = TwoTower::init(&config, device);
     load_hf_encoder(&mut model.encoder, &dir.join(WEIGHTS))?;
     let model = model.copy_encoder_to_item_encoder();
-    Ok(LoadedModel { model, config, tokenizer_path: dir.join(TOKENIZER) })
+    Ok(LoadedModel {
+        model,
+        config,
+        tokenizer_path: dir.join(TOKENIZER),
+    })
 }
 
 fn load_strata(dir: &Path, device: &Device) -> anyhow::Result<LoadedModel> {
@@ -210,7 +231,11 @@ fn load_strata(dir: &Path, device: &Device) -> anyhow::Result<LoadedModel> {
         .load_from(&mut store)
         .map_err(|e| anyhow::anyhow!("{}: cannot read weights: {e}", file.display()))?;
     check_applied(result, "model", &file)?;
-    Ok(LoadedModel { model, config, tokenizer_path: dir.join(TOKENIZER) })
+    Ok(LoadedModel {
+        model,
+        config,
+        tokenizer_path: dir.join(TOKENIZER),
+    })
 }
 
 fn hf_store(file: &Path) -> SafetensorsStore {
@@ -244,7 +269,10 @@ pub fn save_model(
     let cfg = serde_json::to_string_pretty(config)?;
     std::fs::write(dir.join(format!("{STRATA_CONFIG}.tmp")), cfg)?;
     std::fs::rename(&tmp_weights, dir.join(WEIGHTS))?;
-    std::fs::rename(dir.join(format!("{STRATA_CONFIG}.tmp")), dir.join(STRATA_CONFIG))?;
+    std::fs::rename(
+        dir.join(format!("{STRATA_CONFIG}.tmp")),
+        dir.join(STRATA_CONFIG),
+    )?;
     Ok(())
 }
 
@@ -325,7 +353,10 @@ pub fn export_sentence_transformers(
         std::fs::create_dir_all(dir.join("2_Dense"))?;
         write_safetensors(
             &dir.join("2_Dense").join(WEIGHTS),
-            &[("linear.weight", &wt, vec![dout, din]), ("linear.bias", &bias, vec![dout])],
+            &[
+                ("linear.weight", &wt, vec![dout, din]),
+                ("linear.bias", &bias, vec![dout]),
+            ],
         )?;
         write(
             "2_Dense/config.json",
@@ -348,7 +379,10 @@ pub fn export_sentence_transformers(
 }
 
 /// Writes f32 tensors to a safetensors file.
-pub fn write_safetensors(path: &Path, tensors: &[(&str, &[f32], Vec<usize>)]) -> anyhow::Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, &[f32], Vec<usize>)],
+) -> anyhow::Result<()> {
     use safetensors::tensor::{Dtype, TensorView};
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
@@ -358,7 +392,10 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, &[f32], Vec<usize>)]) ->
         .iter()
         .zip(&bytes)
         .map(|((name, _, shape), b)| {
-            Ok((name.to_string(), TensorView::new(Dtype::F32, shape.clone(), b)?))
+            Ok((
+                name.to_string(),
+                TensorView::new(Dtype::F32, shape.clone(), b)?,
+            ))
         })
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     safetensors::serialize_to_file(views, None, path)

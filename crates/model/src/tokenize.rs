@@ -50,7 +50,11 @@ impl TextTokenizer {
                 ..Default::default()
             }))
             .map_err(|e| anyhow!("cannot set truncation: {e}"))?;
-        Ok(TextTokenizer { inner, max_len, pad_id })
+        Ok(TextTokenizer {
+            inner,
+            max_len,
+            pad_id,
+        })
     }
 
     pub fn max_len(&self) -> usize {
@@ -101,7 +105,12 @@ impl TextTokenizer {
                 mask[row * len + j] = 1.0;
             }
         }
-        TokenBatch { ids, mask, batch, len }
+        TokenBatch {
+            ids,
+            mask,
+            batch,
+            len,
+        }
     }
 
     /// Tokenizes and pads a batch of texts.
@@ -124,7 +133,8 @@ pub fn length_batches(lengths: &[usize], max_batch: usize, max_tokens: usize) ->
     for i in order {
         let l = lengths[i].max(1);
         let new_len = cur_len.max(l);
-        if !cur.is_empty() && (cur.len() >= max_batch.max(1) || new_len * (cur.len() + 1) > max_tokens)
+        if !cur.is_empty()
+            && (cur.len() >= max_batch.max(1) || new_len * (cur.len() + 1) > max_tokens)
         {
             out.push(std::mem::take(&mut cur));
             cur_len = 0;

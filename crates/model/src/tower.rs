@@ -68,7 +68,9 @@ impl TwoTower {
     /// approximately preserved by a shared random projection, not by two different ones).
     pub fn init(cfg: &TowerConfig, device: &Device) -> Self {
         let encoder = BertEncoder::init(&cfg.encoder, device);
-        let item_encoder = cfg.asymmetric.then(|| BertEncoder::init(&cfg.encoder, device));
+        let item_encoder = cfg
+            .asymmetric
+            .then(|| BertEncoder::init(&cfg.encoder, device));
         let (query_head, item_head) = match cfg.projection_dim {
             None => (None, None),
             Some(d) => {
@@ -77,7 +79,12 @@ impl TwoTower {
                 (Some(q), Some(i))
             }
         };
-        TwoTower { encoder, item_encoder, query_head, item_head }
+        TwoTower {
+            encoder,
+            item_encoder,
+            query_head,
+            item_head,
+        }
     }
 
     /// Makes the asymmetric variant's item encoder an independent copy of the shared encoder
@@ -133,8 +140,8 @@ pub fn fresh_copy<M: Module>(m: &M) -> M {
 mod tests {
     use super::*;
     use burn::module::ModuleVisitor;
-    use burn::tensor::TensorData;
     use burn::tensor::Gradients;
+    use burn::tensor::TensorData;
 
     fn tiny(asymmetric: bool, projection_dim: Option<usize>) -> TowerConfig {
         TowerConfig {
@@ -150,7 +157,10 @@ mod tests {
 
     fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
         let ids = vec![2i64, 7, 9, 3, 0, 2, 11, 12, 13, 3, 2, 5, 3, 0, 0];
-        let mask: Vec<f32> = ids.iter().map(|&i| if i == 0 { 0.0 } else { 1.0 }).collect();
+        let mask: Vec<f32> = ids
+            .iter()
+            .map(|&i| if i == 0 { 0.0 } else { 1.0 })
+            .collect();
         (
             Tensor::from_data(TensorData::new(ids, [3, 5]), device),
             Tensor::from_data(TensorData::new(mask, [3, 5]), device),
@@ -173,9 +183,10 @@ mod tests {
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             self.seen += 1;
-            let ok = param.val().grad(self.grads).is_some_and(|g| {
-                g.abs().max().into_scalar::<f32>() > 0.0
-            });
+            let ok = param
+                .val()
+                .grad(self.grads)
+                .is_some_and(|g| g.abs().max().into_scalar::<f32>() > 0.0);
             if !ok {
                 self.missing.push(self.path.join("."));
             }
@@ -192,10 +203,19 @@ mod tests {
         // Any loss that depends on every output coordinate of both towers.
         let loss = (q.clone() * d.clone()).sum() + (q * 0.3 - d).powf_scalar(2.0).sum();
         let grads = loss.backward();
-        let mut check = GradCheck { grads: &grads, path: vec![], missing: vec![], seen: 0 };
+        let mut check = GradCheck {
+            grads: &grads,
+            path: vec![],
+            missing: vec![],
+            seen: 0,
+        };
         model.visit(&mut check);
         assert!(check.seen > 10, "visited only {} parameters", check.seen);
-        assert!(check.missing.is_empty(), "no gradient for: {:?}", check.missing);
+        assert!(
+            check.missing.is_empty(),
+            "no gradient for: {:?}",
+            check.missing
+        );
     }
 
     #[test]
@@ -216,7 +236,13 @@ mod tests {
         let q = model.embed(Side::Query, ids.clone(), mask.clone());
         let d = model.embed(Side::Item, ids, mask);
         assert_eq!(q.dims(), [3, 8]);
-        let norms = q.clone().powf_scalar(2.0).sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
+        let norms = q
+            .clone()
+            .powf_scalar(2.0)
+            .sum_dim(1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         for n in norms {
             assert!((n - 1.0).abs() < 1e-5);
         }

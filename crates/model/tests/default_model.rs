@@ -72,7 +72,11 @@ fn embedding_does_not_depend_on_the_batch() {
 
 #[test]
 fn save_load_round_trip_gives_identical_embeddings() {
-    let opts = LoadOptions { projection_dim: Some(64), asymmetric: true, ..Default::default() };
+    let opts = LoadOptions {
+        projection_dim: Some(64),
+        asymmetric: true,
+        ..Default::default()
+    };
     let e = Embedder::load(&default_model(), &opts).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
@@ -90,12 +94,14 @@ fn save_load_round_trip_gives_identical_embeddings() {
 
 #[test]
 fn sentence_transformers_export_holds_the_query_tower() {
-    let opts = LoadOptions { projection_dim: Some(32), ..Default::default() };
+    let opts = LoadOptions {
+        projection_dim: Some(32),
+        ..Default::default()
+    };
     let e = Embedder::load(&default_model(), &opts).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("st");
-    strata_model::export_sentence_transformers(&dir, e.model(), e.config(), e.tokenizer())
-        .unwrap();
+    strata_model::export_sentence_transformers(&dir, e.model(), e.config(), e.tokenizer()).unwrap();
     let modules: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("modules.json")).unwrap()).unwrap();
     let types: Vec<&str> = modules
@@ -117,7 +123,10 @@ fn sentence_transformers_export_holds_the_query_tower() {
     let plain = Embedder::load(&dir, &LoadOptions::default()).unwrap();
     let original = Embedder::load(&default_model(), &LoadOptions::default()).unwrap();
     let t = ["stainless steel dishwasher"];
-    assert_eq!(plain.embed(&t, Side::Query).unwrap(), original.embed(&t, Side::Query).unwrap());
+    assert_eq!(
+        plain.embed(&t, Side::Query).unwrap(),
+        original.embed(&t, Side::Query).unwrap()
+    );
     // And the Dense layer holds the query head in PyTorch layout [out, in].
     let bytes = std::fs::read(dir.join("2_Dense/model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -129,13 +138,23 @@ fn sentence_transformers_export_holds_the_query_tower() {
 fn bad_model_directories_get_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope");
-    let err = Embedder::load(&missing, &LoadOptions::default()).err().unwrap();
+    let err = Embedder::load(&missing, &LoadOptions::default())
+        .err()
+        .unwrap();
     assert!(format!("{err:#}").contains("does not exist"), "{err:#}");
 
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let err = format!("{:#}", Embedder::load(&empty, &LoadOptions::default()).err().unwrap());
-    assert!(err.contains("config.json") && err.contains("model.safetensors"), "{err}");
+    let err = format!(
+        "{:#}",
+        Embedder::load(&empty, &LoadOptions::default())
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("config.json") && err.contains("model.safetensors"),
+        "{err}"
+    );
 
     let broken = tmp.path().join("broken");
     std::fs::create_dir(&broken).unwrap();
@@ -143,11 +162,25 @@ fn bad_model_directories_get_clear_errors() {
         std::fs::copy(default_model().join(f), broken.join(f)).unwrap();
     }
     std::fs::write(broken.join("config.json"), "{\"model_type\": \"bert\",").unwrap();
-    let err = format!("{:#}", Embedder::load(&broken, &LoadOptions::default()).err().unwrap());
+    let err = format!(
+        "{:#}",
+        Embedder::load(&broken, &LoadOptions::default())
+            .err()
+            .unwrap()
+    );
     assert!(err.contains("config.json") && err.contains("JSON"), "{err}");
 
-    std::fs::copy(default_model().join("config.json"), broken.join("config.json")).unwrap();
+    std::fs::copy(
+        default_model().join("config.json"),
+        broken.join("config.json"),
+    )
+    .unwrap();
     std::fs::write(broken.join("model.safetensors"), b"garbage").unwrap();
-    let err = format!("{:#}", Embedder::load(&broken, &LoadOptions::default()).err().unwrap());
+    let err = format!(
+        "{:#}",
+        Embedder::load(&broken, &LoadOptions::default())
+            .err()
+            .unwrap()
+    );
     assert!(err.contains("model.safetensors"), "{err}");
 }

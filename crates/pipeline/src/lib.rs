@@ -100,7 +100,10 @@ impl Default for PipelineConfig {
         stage2.loss = toml::from_str("kind = \"circle\"").expect("circle loss config");
         stage2.train.lr = 2e-5;
         stage2.train.head_lr = 2e-4;
-        let mine = MineConfig { k: 100, ..MineConfig::default() };
+        let mine = MineConfig {
+            k: 100,
+            ..MineConfig::default()
+        };
         PipelineConfig {
             out: PathBuf::from("runs/pipeline"),
             model: PathBuf::from("models/all-MiniLM-L6-v2"),
@@ -124,13 +127,19 @@ impl PipelineConfig {
     /// Checks the configuration before any work starts.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !self.model.is_dir() {
-            bail!("model {} does not exist (run scripts/setup.sh)", self.model.display());
+            bail!(
+                "model {} does not exist (run scripts/setup.sh)",
+                self.model.display()
+            );
         }
         self.mine.validate()?;
         let d = &self.data;
         match (&d.catalog, &d.train_judgments, &d.test_judgments) {
             (None, None, None) => {
-                anyhow::ensure!(d.items >= 100 && d.queries >= 20, "data: the synthetic marketplace needs at least 100 items and 20 queries");
+                anyhow::ensure!(
+                    d.items >= 100 && d.queries >= 20,
+                    "data: the synthetic marketplace needs at least 100 items and 20 queries"
+                );
                 if d.labeler.is_some_and(|l| l != LabelerKind::Oracle) {
                     bail!("data.labeler: the synthetic marketplace is labeled by its oracle");
                 }
@@ -145,7 +154,9 @@ impl PipelineConfig {
                     bail!("data.labeler: the oracle labels only the synthetic marketplace");
                 }
             }
-            _ => bail!("data: give catalog, train_judgments and test_judgments together (or none for the synthetic marketplace)"),
+            _ => bail!(
+                "data: give catalog, train_judgments and test_judgments together (or none for the synthetic marketplace)"
+            ),
         }
         Ok(())
     }
@@ -166,7 +177,8 @@ fn done(dir: &Path) -> bool {
 }
 
 fn mark_done(dir: &Path) -> anyhow::Result<()> {
-    std::fs::write(dir.join(".done"), b"").with_context(|| format!("cannot write {}", dir.display()))
+    std::fs::write(dir.join(".done"), b"")
+        .with_context(|| format!("cannot write {}", dir.display()))
 }
 
 fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
@@ -179,7 +191,9 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
             _ => UnknownPair::Abstain,
         };
         let note = match kind {
-            LabelerKind::UnjudgedZero => "unjudged mined pairs are labeled 0 (policy: unjudged = irrelevant)",
+            LabelerKind::UnjudgedZero => {
+                "unjudged mined pairs are labeled 0 (policy: unjudged = irrelevant)"
+            }
             _ => "only judged pairs are used (unjudged mined pairs stay unlabeled)",
         };
         return Ok(Prepared {
@@ -201,9 +215,17 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
     let t = Instant::now();
     let m = Marketplace::generate(&mcfg)?;
     if !done(&dir) {
-        m.write(&dir, strata_data::Format::Jsonl, &strata_data::progress::NoProgress)?;
+        m.write(
+            &dir,
+            strata_data::Format::Jsonl,
+            &strata_data::progress::NoProgress,
+        )?;
         mark_done(&dir)?;
-        tracing::info!("synthetic marketplace written to {} in {:.1}s", dir.display(), t.elapsed().as_secs_f64());
+        tracing::info!(
+            "synthetic marketplace written to {} in {:.1}s",
+            dir.display(),
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(Prepared {
         catalog: dir.join("catalog.jsonl"),
@@ -211,7 +233,8 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
         dev: Some(dir.join("dev.jsonl")),
         test: dir.join("test.jsonl"),
         labeler: Box::new(m.labeler()),
-        labeler_note: "the synthetic marketplace's policy oracle labels unjudged mined pairs".into(),
+        labeler_note: "the synthetic marketplace's policy oracle labels unjudged mined pairs"
+            .into(),
     })
 }
 
@@ -269,7 +292,14 @@ fn run_model(run: &Path) -> Option<PathBuf> {
     m.join("strata.json").is_file().then_some(m)
 }
 
-fn train_stage(stage: &TrainConfig, out: PathBuf, init: PathBuf, prep: &Prepared, train: PathBuf, text_depth: usize) -> anyhow::Result<PathBuf> {
+fn train_stage(
+    stage: &TrainConfig,
+    out: PathBuf,
+    init: PathBuf,
+    prep: &Prepared,
+    train: PathBuf,
+    text_depth: usize,
+) -> anyhow::Result<PathBuf> {
     if let Some(m) = run_model(&out) {
         tracing::info!("{}: trained already, skipping", out.display());
         return Ok(m);
@@ -283,7 +313,11 @@ fn train_stage(stage: &TrainConfig, out: PathBuf, init: PathBuf, prep: &Prepared
     c.data.dev_judgments = prep.dev.clone();
     c.data.taxonomy_depth = text_depth;
     let resume = strata_train::checkpoint::latest_checkpoint(&out)?.is_some();
-    let opts = strata_train::TrainOptions { resume, progress: true, ..Default::default() };
+    let opts = strata_train::TrainOptions {
+        resume,
+        progress: true,
+        ..Default::default()
+    };
     let summary = strata_train::train_with(&c, &opts)?;
     summary
         .model_dir
@@ -302,7 +336,8 @@ pub struct PipelineSummary {
 pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     cfg.validate()?;
     let start = Instant::now();
-    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    std::fs::create_dir_all(&cfg.out)
+        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
     std::fs::write(cfg.out.join("pipeline.toml"), toml::to_string_pretty(cfg)?)?;
     let prep = prepare_data(cfg)?;
     let catalog = strata_data::load_catalog(&prep.catalog)?;
@@ -310,15 +345,34 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     let runs = cfg.out.join("runs");
 
     tracing::info!("[1/6] zero-shot evaluation");
-    eval_into(&runs.join("eval-zero-shot"), Some(&cfg.model), &catalog, &text, &prep.test)?;
+    eval_into(
+        &runs.join("eval-zero-shot"),
+        Some(&cfg.model),
+        &catalog,
+        &text,
+        &prep.test,
+    )?;
     if cfg.bm25 {
         eval_into(&runs.join("eval-bm25"), None, &catalog, &text, &prep.test)?;
     }
 
     tracing::info!("[2/6] stage 1: {} training", cfg.stage1.loss.name());
-    let stage1 = train_stage(&cfg.stage1, runs.join("stage1"), cfg.model.clone(), &prep, prep.train.clone(), cfg.data.taxonomy_depth)?;
+    let stage1 = train_stage(
+        &cfg.stage1,
+        runs.join("stage1"),
+        cfg.model.clone(),
+        &prep,
+        prep.train.clone(),
+        cfg.data.taxonomy_depth,
+    )?;
     tracing::info!("[3/6] stage 1 evaluation");
-    eval_into(&runs.join("eval-stage1"), Some(&stage1), &catalog, &text, &prep.test)?;
+    eval_into(
+        &runs.join("eval-stage1"),
+        Some(&stage1),
+        &catalog,
+        &text,
+        &prep.test,
+    )?;
 
     tracing::info!("[4/6] mining with the stage-1 model");
     let mine_dir = runs.join("mine");
@@ -326,14 +380,21 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     if !done(&mine_dir) {
         std::fs::create_dir_all(&mine_dir)?;
         let train = strata_data::load_judgments(&prep.train)?;
-        let labeler = CachedLabeler::open(DynLabeler(prep.labeler.as_ref()), cfg.out.join("labels.jsonl"), "v1")?;
+        let labeler = CachedLabeler::open(
+            DynLabeler(prep.labeler.as_ref()),
+            cfg.out.join("labels.jsonl"),
+            "v1",
+        )?;
         let e = Embedder::load(&stage1, &LoadOptions::default())?.with_progress(true);
         let out = strata_mining::mine(&e, &catalog, &text, &train, &labeler, &cfg.mine)?;
         strata_data::write_judgments(&mined, &out.judgments)?;
         let mut report = serde_json::to_value(&out.report)?;
         report["labeler_policy"] = serde_json::Value::String(prep.labeler_note.clone());
         report["labeler_cache_hits"] = labeler.hits().into();
-        std::fs::write(mine_dir.join("mining_report.json"), serde_json::to_string_pretty(&report)?)?;
+        std::fs::write(
+            mine_dir.join("mining_report.json"),
+            serde_json::to_string_pretty(&report)?,
+        )?;
         tracing::info!(
             "mined {} hard negatives and {} hard positives ({} pairs newly labeled; naive top-k/2 negatives would be {:.1}% false)",
             out.report.hard_negatives,
@@ -345,9 +406,22 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     }
 
     tracing::info!("[5/6] stage 2: {} refinement", cfg.stage2.loss.name());
-    let stage2 = train_stage(&cfg.stage2, runs.join("stage2"), runs.join("stage1"), &prep, mined, cfg.data.taxonomy_depth)?;
+    let stage2 = train_stage(
+        &cfg.stage2,
+        runs.join("stage2"),
+        runs.join("stage1"),
+        &prep,
+        mined,
+        cfg.data.taxonomy_depth,
+    )?;
     tracing::info!("[6/6] stage 2 evaluation and comparison");
-    eval_into(&runs.join("eval-stage2"), Some(&stage2), &catalog, &text, &prep.test)?;
+    eval_into(
+        &runs.join("eval-stage2"),
+        Some(&stage2),
+        &catalog,
+        &text,
+        &prep.test,
+    )?;
 
     let mut rows = vec![];
     for name in ["eval-stage1", "eval-stage2", "eval-bm25"] {
@@ -357,7 +431,10 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         }
     }
     let base = strata_eval::load_run(&runs.join("eval-zero-shot"))?;
-    let metrics: Vec<String> = strata_eval::compare::DEFAULT_METRICS.iter().map(|s| s.to_string()).collect();
+    let metrics: Vec<String> = strata_eval::compare::DEFAULT_METRICS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let rel = strata_eval::compare_runs(&rows, &base, &metrics, false);
     let abs = strata_eval::compare_runs(&rows, &base, &metrics, true);
     let comparison = format!(
@@ -367,7 +444,11 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         prep.labeler_note
     );
     std::fs::write(cfg.out.join("comparison.md"), &comparison)?;
-    Ok(PipelineSummary { out: cfg.out.clone(), comparison, seconds: start.elapsed().as_secs_f64() })
+    Ok(PipelineSummary {
+        out: cfg.out.clone(),
+        comparison,
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// Lets a boxed labeler go through [`CachedLabeler`].

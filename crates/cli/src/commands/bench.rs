@@ -85,9 +85,16 @@ fn embed(a: EmbedBenchArgs) -> anyhow::Result<()> {
         .filter_map(|l| l.split('\t').nth(1))
         .take(a.n)
         .collect();
-    anyhow::ensure!(!titles.is_empty(), "{}: no titles found", a.titles.display());
+    anyhow::ensure!(
+        !titles.is_empty(),
+        "{}: no titles found",
+        a.titles.display()
+    );
     let e = Embedder::load(&a.model, &LoadOptions::default())?
-        .with_limits(BatchLimits { max_batch: a.batch_size, max_tokens: a.max_tokens })
+        .with_limits(BatchLimits {
+            max_batch: a.batch_size,
+            max_tokens: a.max_tokens,
+        })
         .with_progress(true);
     e.embed(&titles[..titles.len().min(64)], Side::Item)?; // warm-up
     let t = std::time::Instant::now();
@@ -113,12 +120,19 @@ fn train_step(a: TrainBenchArgs) -> anyhow::Result<()> {
         catalog: a.catalog,
         judgments: a.judgments,
         instances: a.instances,
-        items_per_label: [a.items_per_label[0], a.items_per_label[1], a.items_per_label[2]],
+        items_per_label: [
+            a.items_per_label[0],
+            a.items_per_label[1],
+            a.items_per_label[2],
+        ],
         steps: a.steps,
         chunking: if a.plain {
             Chunking::single()
         } else {
-            Chunking { max_texts: a.chunk_texts, max_tokens: a.chunk_tokens }
+            Chunking {
+                max_texts: a.chunk_texts,
+                max_tokens: a.chunk_tokens,
+            }
         },
         dedup: !a.plain,
         ..Default::default()

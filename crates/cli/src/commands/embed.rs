@@ -48,7 +48,9 @@ pub struct EmbedArgs {
 pub fn read_texts(input: &str, field: &str) -> anyhow::Result<Vec<String>> {
     let (name, bytes) = if input == "-" {
         let mut b = Vec::new();
-        std::io::stdin().read_to_end(&mut b).context("cannot read stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut b)
+            .context("cannot read stdin")?;
         ("<stdin>".to_string(), b)
     } else {
         let b = std::fs::read(input).with_context(|| format!("cannot read input file {input}"))?;
@@ -88,7 +90,8 @@ pub fn read_texts(input: &str, field: &str) -> anyhow::Result<Vec<String>> {
 
 /// Writes a float32 matrix as a NumPy `.npy` file (format version 1.0).
 pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> anyhow::Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
@@ -108,9 +111,15 @@ pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> anyhow:
 pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     let texts = read_texts(&a.input, &a.field)?;
     let device = strata_model::parse_device(&a.device)?;
-    let opts = LoadOptions { max_len: a.max_len, ..Default::default() };
+    let opts = LoadOptions {
+        max_len: a.max_len,
+        ..Default::default()
+    };
     let embedder = Embedder::load_on(&a.model, &opts, &device)?
-        .with_limits(BatchLimits { max_batch: a.batch_size, max_tokens: a.max_tokens })
+        .with_limits(BatchLimits {
+            max_batch: a.batch_size,
+            max_tokens: a.max_tokens,
+        })
         .with_progress(true);
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let start = std::time::Instant::now();

@@ -94,19 +94,29 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
     let unknown = match a.labeler.as_str() {
         "unjudged-zero" => UnknownPair::Fixed(0),
         "judged-only" => UnknownPair::Abstain,
-        other => anyhow::bail!("--labeler: unknown labeler {other:?} (expected unjudged-zero or judged-only)"),
+        other => anyhow::bail!(
+            "--labeler: unknown labeler {other:?} (expected unjudged-zero or judged-only)"
+        ),
     };
     let cfg = MineConfig {
         k: a.k,
         split: a.split,
         negatives_from_rank: a.negatives_from_rank,
-        corpus: if a.whole_catalog { Corpus::Catalog } else { Corpus::TrainingItems },
+        corpus: if a.whole_catalog {
+            Corpus::Catalog
+        } else {
+            Corpus::TrainingItems
+        },
         ann: !a.exact,
         ..MineConfig::default()
     };
     cfg.validate()?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let cache = a.cache.clone().unwrap_or_else(|| a.out.join("labels.jsonl"));
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let cache = a
+        .cache
+        .clone()
+        .unwrap_or_else(|| a.out.join("labels.jsonl"));
     let labeler = CachedLabeler::open(JudgmentLookupLabeler::new(&train, unknown)?, &cache, "v1")?;
     let text = ItemTextConfig {
         depth: match a.taxonomy_depth {
@@ -120,7 +130,10 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
     strata_data::write_judgments(a.out.join("judgments.jsonl"), &out.judgments)?;
     let mut report = serde_json::to_value(&out.report)?;
     report["labeler_policy"] = serde_json::Value::String(a.labeler.clone());
-    std::fs::write(a.out.join("mining_report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        a.out.join("mining_report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
