@@ -33,7 +33,7 @@ enum Command {
     /// Compare eval runs against a baseline run.
     Compare(commands::eval::CompareArgs),
     /// Train a retriever (stage 1 SupCon, stage 2 circle, or a baseline loss).
-    Train(commands::train::TrainArgs),
+    Train(Box<commands::train::TrainArgs>),
     /// Mine hard negatives and positives with a trained model (paper section 4.4).
     Mine(commands::pipeline::MineArgs),
     /// Stage 1 -> mine -> stage 2 -> evaluation and comparison, from one config.
@@ -59,21 +59,20 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
+    if let Some(n) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
-        {
-            eprintln!("error: could not set {n} threads: {e}");
-            std::process::exit(2);
-        }
+    {
+        eprintln!("error: could not set {n} threads: {e}");
+        std::process::exit(2);
     }
     let result = match cli.command {
         Command::Embed(a) => commands::embed::run(a),
         Command::Data(c) => commands::data::run(c),
         Command::Eval(a) => commands::eval::run(a),
         Command::Compare(a) => commands::eval::compare(a),
-        Command::Train(a) => commands::train::run(a),
+        Command::Train(a) => commands::train::run(*a),
         Command::Mine(a) => commands::pipeline::mine(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Bench(c) => commands::bench::run(c),

@@ -71,17 +71,17 @@ impl EncoderConfig {
                 "field `model_type`: unsupported model type {other:?} (strata supports bert, roberta, xlm-roberta)"
             ),
         };
-        if let Some(act) = hf.hidden_act.as_deref() {
-            if act != "gelu" {
-                bail!("field `hidden_act`: unsupported activation {act:?} (strata supports gelu)");
-            }
+        if let Some(act) = hf.hidden_act.as_deref()
+            && act != "gelu"
+        {
+            bail!("field `hidden_act`: unsupported activation {act:?} (strata supports gelu)");
         }
-        if let Some(p) = hf.position_embedding_type.as_deref() {
-            if p != "absolute" {
-                bail!(
-                    "field `position_embedding_type`: unsupported value {p:?} (strata supports absolute)"
-                );
-            }
+        if let Some(p) = hf.position_embedding_type.as_deref()
+            && p != "absolute"
+        {
+            bail!(
+                "field `position_embedding_type`: unsupported value {p:?} (strata supports absolute)"
+            );
         }
         fn req(v: Option<usize>, name: &str) -> anyhow::Result<usize> {
             match v {
@@ -107,7 +107,7 @@ impl EncoderConfig {
             hidden_dropout_prob: hf.hidden_dropout_prob.unwrap_or(0.1),
             attention_probs_dropout_prob: hf.attention_probs_dropout_prob.unwrap_or(0.1),
         };
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             bail!(
                 "field `hidden_size` ({}) is not a multiple of `num_attention_heads` ({})",
                 cfg.hidden_size,

@@ -23,7 +23,6 @@ use strata_eval::{EvalOptions, System};
 use strata_mining::MineConfig;
 use strata_model::{Embedder, LoadOptions};
 use strata_train::TrainConfig;
-use strata_train::losses::LossConfig;
 
 /// Labels for unjudged mined pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +89,6 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         let mut stage1 = TrainConfig::default();
-        stage1.loss = LossConfig::default();
         stage1.model.projection_dim = Some(256);
         stage1.train.epochs = 1;
         stage1.train.batch_size = 16;

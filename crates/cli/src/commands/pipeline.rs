@@ -33,10 +33,10 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<()> {
     }
     if let Some(m) = a.model {
         cfg.model = m;
-    } else if a.config.is_none() {
-        if let Some(dir) = std::env::var_os("STRATA_MODELS") {
-            cfg.model = PathBuf::from(dir).join("all-MiniLM-L6-v2");
-        }
+    } else if a.config.is_none()
+        && let Some(dir) = std::env::var_os("STRATA_MODELS")
+    {
+        cfg.model = PathBuf::from(dir).join("all-MiniLM-L6-v2");
     }
     let summary = strata_pipeline::run(&cfg)?;
     println!("{}", summary.comparison);
