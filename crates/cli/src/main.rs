@@ -34,6 +34,8 @@ enum Command {
     Compare(commands::eval::CompareArgs),
     /// Train a retriever (stage 1 SupCon, stage 2 circle, or a baseline loss).
     Train(Box<commands::train::TrainArgs>),
+    /// Export a model's query tower as a sentence-transformers folder.
+    Export(commands::export::ExportArgs),
     /// Mine hard negatives and positives with a trained model (paper section 4.4).
     Mine(commands::pipeline::MineArgs),
     /// Stage 1 -> mine -> stage 2 -> evaluation and comparison, from one config.
@@ -73,6 +75,7 @@ fn main() {
         Command::Eval(a) => commands::eval::run(a),
         Command::Compare(a) => commands::eval::compare(a),
         Command::Train(a) => commands::train::run(*a),
+        Command::Export(a) => commands::export::run(a),
         Command::Mine(a) => commands::pipeline::mine(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Bench(c) => commands::bench::run(c),

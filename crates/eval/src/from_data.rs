@@ -8,9 +8,11 @@ use crate::input::{Catalog, InputError, Qrels};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ItemText {
     /// The item name (title) only.
-    #[default]
     Name,
-    /// The name followed by the taxonomy path: `name | level 1 > level 2`.
+    /// The name followed by the first two taxonomy levels in natural language, exactly as the
+    /// trainer and the miner build item text (`strata_data::ItemTextConfig::default()`):
+    /// `name, in level 1 > level 2`. Items without a taxonomy get their name.
+    #[default]
     NameAndTaxonomy,
 }
 
@@ -30,10 +32,8 @@ impl std::str::FromStr for ItemText {
 /// The text of one item.
 pub fn item_text(item: &Item, how: ItemText) -> String {
     match how {
-        ItemText::NameAndTaxonomy if !item.taxonomy.is_empty() => {
-            format!("{} | {}", item.name, item.taxonomy.join(" > "))
-        }
-        _ => item.name.clone(),
+        ItemText::NameAndTaxonomy => strata_data::ItemTextConfig::default().render(item),
+        ItemText::Name => item.name.clone(),
     }
 }
 
@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(c.ids(), ["a", "b"]);
         assert_eq!(c.texts(), ["Cordless Drill", "Hammer"]);
         let c = catalog(&data, ItemText::NameAndTaxonomy).unwrap();
-        assert_eq!(c.texts()[0], "Cordless Drill | Tools > Power Tools");
+        assert_eq!(c.texts()[0], "Cordless Drill, in Tools > Power Tools");
         assert_eq!(c.texts()[1], "Hammer");
         assert!(catalog(&DataCatalog::default(), ItemText::Name).is_err());
 

@@ -145,8 +145,8 @@ struct Reporter {
 impl Reporter {
     fn say(&self, msg: String) {
         match &self.bar {
-            Some(b) => b.println(msg),
-            None => tracing::info!("{msg}"),
+            Some(b) if !b.is_hidden() => b.println(msg),
+            _ => tracing::info!("{msg}"),
         }
     }
 }

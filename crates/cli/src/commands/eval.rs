@@ -84,8 +84,9 @@ pub struct EvalArgs {
     /// Fail on judgments naming items that are not in the catalog (default: count them).
     #[arg(long)]
     pub strict: bool,
-    /// Item text: name, or name+taxonomy.
-    #[arg(long, default_value = "name")]
+    /// Item text: name+taxonomy (name and the first two taxonomy levels, as training and
+    /// mining build it; the name alone for items without a taxonomy), or name.
+    #[arg(long, default_value = "name+taxonomy")]
     pub item_text: ItemText,
     /// Compute device for the model: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]

@@ -3,5 +3,6 @@ pub mod bench;
 pub mod data;
 pub mod embed;
 pub mod eval;
+pub mod export;
 pub mod pipeline;
 pub mod train;
