@@ -90,6 +90,9 @@ impl DevSet {
 pub struct DevScore {
     /// Mean NDCG@10 over the evaluated queries.
     pub ndcg_at_10: f64,
+    /// Mean rerank NDCG: each query's judged items ranked by score, NDCG over the whole
+    /// judged list (graded ordering without the rest of the catalog).
+    pub rerank_ndcg: f64,
     /// Queries behind the mean.
     pub queries: usize,
     /// Items searched.
@@ -118,9 +121,26 @@ pub fn evaluate_dev(
     let index =
         strata_eval::ExactIndex::new(items, encoder.dim()).context("indexing the catalog")?;
     let hits = index.search(&q, DEV_K).context("searching the catalog")?;
+    let dim = encoder.dim();
     let mut sum = 0.0;
+    let mut rerank = 0.0;
     let mut n = 0usize;
-    for (judged, hits) in dev.judged.iter().zip(&hits) {
+    for (qi, (judged, hits)) in dev.judged.iter().zip(&hits).enumerate() {
+        let qv = &q[qi * dim..(qi + 1) * dim];
+        let mut scored: Vec<(f32, u32, u8)> = judged
+            .iter()
+            .map(|&(item, l)| {
+                let s: f32 = index
+                    .row(item as usize)
+                    .iter()
+                    .zip(qv)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                (s, item, l)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let reranked: Vec<f64> = scored.iter().map(|&(_, _, l)| gain(l)).collect();
         let labels: HashMap<u32, u8> = judged.iter().copied().collect();
         let ranked: Vec<f64> = hits
             .iter()
@@ -129,11 +149,14 @@ pub fn evaluate_dev(
         let ideal: Vec<f64> = judged.iter().map(|&(_, l)| gain(l)).collect();
         if let Some(v) = ndcg_at_k(&ranked, &ideal, DEV_K) {
             sum += v;
+            rerank += ndcg_at_k(&reranked, &ideal, ideal.len()).unwrap_or(0.0);
             n += 1;
         }
     }
+    let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
     Ok(DevScore {
-        ndcg_at_10: if n == 0 { 0.0 } else { sum / n as f64 },
+        ndcg_at_10: mean(sum),
+        rerank_ndcg: mean(rerank),
         queries: n,
         items: item_texts.len(),
     })

@@ -541,14 +541,16 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         metrics.write(serde_json::json!({
             "step": step,
             "dev_ndcg@10": score.ndcg_at_10,
+            "dev_rerank_ndcg": score.rerank_ndcg,
             "dev_queries": score.queries,
             "dev_items": score.items,
             "best": improved,
             "eval_s": t.elapsed().as_secs_f64(),
         }))?;
         reporter.say(format!(
-            "update {step}: dev NDCG@10 {:.4} over {} queries{}",
+            "update {step}: dev NDCG@10 {:.4}, rerank NDCG {:.4}, over {} queries{}",
             score.ndcg_at_10,
+            score.rerank_ndcg,
             score.queries,
             if improved { " (best)" } else { "" }
         ));

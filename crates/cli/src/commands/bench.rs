@@ -30,7 +30,7 @@ pub struct TrainBenchArgs {
     #[arg(long, default_value_t = 16)]
     pub instances: usize,
     /// Items per label 0,1,2 in each instance.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [1, 1, 2])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 1, 2])]
     pub items_per_label: Vec<usize>,
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
@@ -115,16 +115,18 @@ fn embed(a: EmbedBenchArgs) -> anyhow::Result<()> {
 fn train_step(a: TrainBenchArgs) -> anyhow::Result<()> {
     use strata_train::batch::Chunking;
     use strata_train::bench::{StepBench, bench_train_step};
+    let [l0, l1, l2] = a.items_per_label[..] else {
+        anyhow::bail!(
+            "--items-per-label takes three numbers (labels 0,1,2), got {:?}",
+            a.items_per_label
+        );
+    };
     let spec = StepBench {
         model: a.model,
         catalog: a.catalog,
         judgments: a.judgments,
         instances: a.instances,
-        items_per_label: [
-            a.items_per_label[0],
-            a.items_per_label[1],
-            a.items_per_label[2],
-        ],
+        items_per_label: [l0, l1, l2],
         steps: a.steps,
         chunking: if a.plain {
             Chunking::single()

@@ -78,7 +78,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub split_seed: Option<u64>,
     /// Items per label 0,1,2 in each instance, e.g. 4,2,2.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     pub items_per_label: Option<Vec<usize>>,
     /// Most instances per query and epoch.
     #[arg(long)]
@@ -287,7 +287,10 @@ pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
     set(&mut d.dev_fraction, a.dev_fraction);
     set(&mut d.split_seed, a.split_seed);
     if let Some(v) = &a.items_per_label {
-        d.items_per_label = [v[0], v[1], v[2]];
+        let [l0, l1, l2] = v[..] else {
+            bail!("--items-per-label takes three numbers (labels 0,1,2), e.g. 4,2,2; got {v:?}");
+        };
+        d.items_per_label = [l0, l1, l2];
     }
     set(&mut d.instances_per_query, a.instances_per_query);
     set(&mut d.spelling_ratio, a.spelling_ratio);
@@ -369,4 +372,91 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
 
 fn display(p: &Path) -> String {
     p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse(args: &[&str]) -> TrainArgs {
+        let mut all = vec!["strata-train"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().args
+    }
+
+    #[test]
+    fn flags_override_the_file_and_keep_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.toml");
+        std::fs::write(
+            &file,
+            "out = \"o\"\n[train]\nbatch_size = 8\nlr = 1e-5\n[loss]\nkind = \"circle\"\ngamma = 64.0\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let a = parse(&["--config", f, "--lr", "3e-5", "--items-per-label", "2,1,1"]);
+        let cfg = resolve(&a).unwrap();
+        assert_eq!(cfg.train.lr, 3e-5);
+        assert_eq!(cfg.train.batch_size, 8);
+        assert_eq!(cfg.data.items_per_label, [2, 1, 1]);
+        assert!(cfg.out.is_absolute() && cfg.out.ends_with("o"));
+        // The same loss keeps its parameters from the file; another loss starts from defaults.
+        match cfg.loss {
+            LossConfig::Circle(c) => assert_eq!(c.gamma, 64.0),
+            other => panic!("{other:?}"),
+        }
+        let cfg = resolve(&parse(&[
+            "--config", f, "--loss", "circle", "--gamma", "16",
+        ]))
+        .unwrap();
+        assert!(matches!(cfg.loss, LossConfig::Circle(c) if c.gamma == 16.0));
+        let cfg = resolve(&parse(&[
+            "--config",
+            f,
+            "--loss",
+            "supcon",
+            "--temperature",
+            "0.1",
+        ]))
+        .unwrap();
+        assert!(matches!(cfg.loss, LossConfig::Supcon(c) if c.temperature.initial == 0.1));
+        // Flags that do not fit the loss are refused.
+        let e = resolve(&parse(&["--config", f, "--temperature", "0.1"])).unwrap_err();
+        assert!(format!("{e:#}").contains("supcon"), "{e:#}");
+        // A negative learning rate parses (validation then refuses it, naming `train.lr`).
+        let cfg = resolve(&parse(&["--config", f, "--lr", "-1"])).unwrap();
+        assert_eq!(cfg.train.lr, -1.0);
+    }
+
+    #[test]
+    fn resume_reads_the_saved_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let mut saved = TrainConfig::default();
+        saved.train.epochs = 3;
+        std::fs::write(run.join(CONFIG_FILE), saved.to_toml().unwrap()).unwrap();
+        let r = run.to_str().unwrap();
+        let cfg = resolve(&parse(&["--resume", "--out", r, "--max-steps", "7"])).unwrap();
+        assert_eq!(cfg.train.epochs, 3);
+        assert_eq!(cfg.train.max_steps, 7);
+        let e = resolve(&parse(&[
+            "--resume",
+            "--out",
+            dir.path().join("none").to_str().unwrap(),
+        ]))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("config.toml"), "{e:#}");
+        let e = resolve(&parse(&["--items-per-label", "1,2"])).unwrap_err();
+        assert!(format!("{e:#}").contains("three numbers"), "{e:#}");
+        let e = Cli::try_parse_from(["x", "--bogus"]).err().unwrap();
+        assert!(e.to_string().contains("--bogus"));
+    }
 }
