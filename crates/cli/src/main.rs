@@ -40,6 +40,9 @@ enum Command {
     Mine(commands::pipeline::MineArgs),
     /// Stage 1 -> mine -> stage 2 -> evaluation and comparison, from one config.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// Relevance labelers: train and evaluate a cross-encoder labeler.
+    #[command(subcommand)]
+    Labeler(commands::labeler::LabelerCommand),
     /// Benchmarks run side by side with a baseline.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -78,6 +81,7 @@ fn main() {
         Command::Export(a) => commands::export::run(a),
         Command::Mine(a) => commands::pipeline::mine(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
+        Command::Labeler(c) => commands::labeler::run(c),
         Command::Bench(c) => commands::bench::run(c),
     };
     if let Err(e) = result {

@@ -134,6 +134,17 @@ impl BertEncoder {
     /// Runs the encoder. `ids`: `[batch, len]` token ids; `mask`: `[batch, len]` with 1.0 for
     /// real tokens and 0.0 for padding. Returns the last hidden states `[batch, len, hidden]`.
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        self.forward_typed(ids, None, mask)
+    }
+
+    /// As [`forward`](Self::forward), with `[batch, len]` token type ids (segment A = 0,
+    /// segment B = 1) for a pair of texts in one sequence; `None` gives every token type 0.
+    pub fn forward_typed(
+        &self,
+        ids: Tensor<2, Int>,
+        token_types: Option<Tensor<2, Int>>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
         let [batch, len] = ids.dims();
         let h = self.hidden_size();
         let emb = &self.embeddings;
@@ -144,12 +155,15 @@ impl BertEncoder {
             .val()
             .narrow(0, self.position_offset, len)
             .unsqueeze_dim::<3>(0);
-        let token_type = emb
-            .token_type_embeddings
-            .weight
-            .val()
-            .narrow(0, 0, 1)
-            .unsqueeze_dim::<3>(0);
+        let token_type = match token_types {
+            Some(types) => emb.token_type_embeddings.forward(types),
+            None => emb
+                .token_type_embeddings
+                .weight
+                .val()
+                .narrow(0, 0, 1)
+                .unsqueeze_dim::<3>(0),
+        };
         let mut x = emb
             .dropout
             .forward(emb.layer_norm.forward(words + positions + token_type));

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use burn::module::Module;
 use burn::tensor::{DType, Device, Tensor};
 use burn_store::{
     BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
@@ -246,6 +247,31 @@ fn hf_store(file: &Path) -> SafetensorsStore {
         store = store.with_key_remapping(from, to);
     }
     store
+}
+
+/// Writes every parameter of `module` to a safetensors file in PyTorch layout with Hugging Face
+/// names (`...attention.self.query.weight` `[out, in]`, `...LayerNorm.weight`): the module's
+/// field names give the rest of each key.
+pub fn save_hf_module<M: Module>(module: &M, file: &Path) -> anyhow::Result<()> {
+    let mut store = hf_store(file);
+    module
+        .save_into(&mut store)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))
+}
+
+/// Loads a file written by [`save_hf_module`] into `module` (same architecture); every
+/// parameter must be present. `what` names the module in errors.
+pub fn load_hf_module<M: Module>(module: &mut M, file: &Path, what: &str) -> anyhow::Result<()> {
+    let mut store = SafetensorsStore::from_file(file)
+        .with_from_adapter(to_burn())
+        .allow_partial(true);
+    for (from, to) in HF_TO_STRATA {
+        store = store.with_key_remapping(from, to);
+    }
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read weights: {e}", file.display()))?;
+    check_applied(result, what, file)
 }
 
 /// Writes a strata model directory (creating it if needed).

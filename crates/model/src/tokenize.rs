@@ -93,6 +93,16 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids and token type ids (0 for `a` and its special tokens, 1 for `b`) of a pair
+    /// encoded as one sequence (`[CLS] a [SEP] b [SEP]` for BERT), truncated longest-first.
+    pub fn pair_ids_with_types(&self, a: &str, b: &str) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
+        let enc = self
+            .inner
+            .encode((a, b), true)
+            .map_err(|e| anyhow!("cannot tokenize pair ({a:?}, {b:?}): {e}"))?;
+        Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
+    }
+
     /// Pads already-tokenized sequences to the longest of them.
     pub fn pad(&self, seqs: &[&[u32]]) -> TokenBatch {
         let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);

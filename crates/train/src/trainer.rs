@@ -152,14 +152,14 @@ impl Reporter {
 }
 
 /// Appends JSON records to `metrics.jsonl`.
-struct MetricsLog {
+pub struct MetricsLog {
     file: std::fs::File,
 }
 
 impl MetricsLog {
     /// Opens the log; on resume, records after `keep_through` (written by the interrupted
     /// session after its last checkpoint) are dropped.
-    fn open(run: &Path, keep_through: Option<u64>) -> anyhow::Result<Self> {
+    pub fn open(run: &Path, keep_through: Option<u64>) -> anyhow::Result<Self> {
         let path = run.join(METRICS_FILE);
         if let Some(step) = keep_through
             && let Ok(text) = std::fs::read_to_string(&path)
@@ -184,7 +184,8 @@ impl MetricsLog {
         Ok(MetricsLog { file })
     }
 
-    fn write(&mut self, record: serde_json::Value) -> anyhow::Result<()> {
+    /// Appends one record.
+    pub fn write(&mut self, record: serde_json::Value) -> anyhow::Result<()> {
         writeln!(self.file, "{record}").context("cannot write metrics.jsonl")
     }
 }

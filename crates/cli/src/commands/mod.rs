@@ -4,5 +4,6 @@ pub mod data;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod labeler;
 pub mod pipeline;
 pub mod train;

@@ -1,0 +1,313 @@
+//! `strata labeler train|eval`: fine-tunes a cross-encoder relevance labeler on human
+//! three-level judgments and evaluates it on a held-out split against the majority-level and
+//! BM25-threshold references.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use strata_data::split::{Split, SplitConfig};
+use strata_labeling::cross_encoder::data::PairSource;
+use strata_labeling::cross_encoder::eval::write_report;
+use strata_labeling::cross_encoder::train::CONFIG_FILE;
+use strata_labeling::cross_encoder::{
+    LabelerEvalConfig, LabelerTrainConfig, LabelerTrainOptions, Pooling, evaluate_labeler,
+    train_labeler,
+};
+use strata_model::BatchLimits;
+
+#[derive(Subcommand)]
+pub enum LabelerCommand {
+    /// Fine-tune a cross-encoder labeler on human judgments (split by query).
+    Train(Box<TrainArgs>),
+    /// Evaluate a labeler on a held-out split against the majority and BM25 references.
+    Eval(EvalArgs),
+}
+
+/// Where the judged pairs come from and how they are split.
+#[derive(Args, Debug, Default)]
+pub struct DataArgs {
+    /// Catalog file.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Human judgments (levels 0, 1, 2, or Home Depot style average ratings).
+    #[arg(long)]
+    pub judgments: Option<PathBuf>,
+    /// Train, dev and test fractions of the split by query, e.g. 0.8,0.1,0.1.
+    #[arg(long, value_delimiter = ',')]
+    pub split: Option<Vec<f64>>,
+    /// Seed of the split.
+    #[arg(long)]
+    pub split_seed: Option<u64>,
+    /// Taxonomy levels appended to item names (0: name only).
+    #[arg(long)]
+    pub taxonomy_depth: Option<usize>,
+}
+
+impl DataArgs {
+    fn apply(&self, src: &mut PairSource) -> anyhow::Result<()> {
+        if let Some(p) = &self.catalog {
+            src.catalog = p.clone();
+        }
+        if let Some(p) = &self.judgments {
+            src.judgments = p.clone();
+        }
+        if let Some(f) = &self.split {
+            let [train, dev, test] = f.as_slice() else {
+                bail!("--split takes three fractions (train,dev,test), got {f:?}");
+            };
+            src.split = SplitConfig::new(*train, *dev, *test, src.split.seed)?;
+        }
+        if let Some(s) = self.split_seed {
+            src.split.seed = s;
+        }
+        if let Some(d) = self.taxonomy_depth {
+            src.taxonomy_depth = d;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug, Default)]
+#[command(allow_negative_numbers = true)]
+pub struct TrainArgs {
+    /// JSON configuration (every key optional; see `LabelerTrainConfig`). Flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run directory (config.json, metrics.jsonl, checkpoints/, best/, model/, summary.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its newest checkpoint (with its saved config.json).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start again in a run directory that already holds a run.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the resolved configuration as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Starting encoder: a Hugging Face folder, a strata model or a labeler directory.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Truncation length of a (query, item) pair in tokens.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Pooling: mean or cls.
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
+    /// Encoder dropout (embeddings and residual outputs).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Dropout before the head.
+    #[arg(long)]
+    pub head_dropout: Option<f64>,
+    /// Passes over the training pairs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Pairs per update.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Encoder learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Head learning rate.
+    #[arg(long)]
+    pub head_lr: Option<f64>,
+    /// AdamW epsilon.
+    #[arg(long)]
+    pub adam_epsilon: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Warmup as a fraction of the updates.
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Global gradient-norm bound (0: off).
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// Cross-entropy weights of levels 0,1,2.
+    #[arg(long, value_delimiter = ',')]
+    pub class_weights: Option<Vec<f64>>,
+    /// Most training pairs (a seeded sample; 0: all).
+    #[arg(long)]
+    pub max_train_pairs: Option<usize>,
+    /// Most dev pairs evaluated (0: all).
+    #[arg(long)]
+    pub max_dev_pairs: Option<usize>,
+    /// Stop after this many updates (0: all epochs).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Dev evaluation every this many updates (0: each epoch end).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Checkpoint every this many updates (0: only at the end).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Seed of the head, data order, samples and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Compute device: cpu, or cuda[:N] in a CUDA build.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// The default starting model: `$STRATA_MODELS/all-MiniLM-L6-v2`, else `models/...`.
+fn default_init() -> PathBuf {
+    std::env::var_os("STRATA_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models"))
+        .join("all-MiniLM-L6-v2")
+}
+
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
+
+fn train_config(a: &TrainArgs) -> anyhow::Result<LabelerTrainConfig> {
+    let mut cfg = if let Some(p) = &a.config {
+        LabelerTrainConfig::read(p)?
+    } else if a.resume {
+        let Some(out) = &a.out else {
+            bail!("--resume needs --out RUN_DIR");
+        };
+        LabelerTrainConfig::read(&out.join(CONFIG_FILE))?
+    } else {
+        LabelerTrainConfig {
+            init: default_init(),
+            ..Default::default()
+        }
+    };
+    set(&mut cfg.out, a.out.clone());
+    a.data.apply(&mut cfg.data)?;
+    set(&mut cfg.init, a.init.clone());
+    set(&mut cfg.max_len, a.max_len);
+    set(&mut cfg.pooling, a.pooling);
+    set(&mut cfg.dropout, a.dropout);
+    set(&mut cfg.head_dropout, a.head_dropout);
+    set(&mut cfg.epochs, a.epochs);
+    set(&mut cfg.batch_size, a.batch_size);
+    set(&mut cfg.lr, a.lr);
+    set(&mut cfg.head_lr, a.head_lr);
+    set(&mut cfg.adamw.epsilon, a.adam_epsilon);
+    set(&mut cfg.adamw.weight_decay, a.weight_decay);
+    set(&mut cfg.warmup_ratio, a.warmup_ratio);
+    set(&mut cfg.grad_clip, a.grad_clip);
+    if let Some(w) = &a.class_weights {
+        let [w0, w1, w2] = w.as_slice() else {
+            bail!("--class-weights takes three numbers (levels 0,1,2), got {w:?}");
+        };
+        cfg.class_weights = Some([*w0, *w1, *w2]);
+    }
+    set(&mut cfg.max_train_pairs, a.max_train_pairs);
+    set(&mut cfg.max_dev_pairs, a.max_dev_pairs);
+    set(&mut cfg.max_steps, a.max_steps);
+    set(&mut cfg.eval_every, a.eval_every);
+    set(&mut cfg.checkpoint_every, a.checkpoint_every);
+    set(&mut cfg.seed, a.seed);
+    set(&mut cfg.device, a.device.clone());
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn train(a: &TrainArgs) -> anyhow::Result<()> {
+    let cfg = train_config(a)?;
+    if a.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let opts = LabelerTrainOptions {
+        resume: a.resume,
+        overwrite: a.overwrite,
+        progress: !a.quiet,
+        stop_after: None,
+    };
+    let s = train_labeler(&cfg, &opts)?;
+    println!(
+        "{} updates on {} pairs in {:.0}s ({:.1} pairs/s), final loss {}",
+        s.steps,
+        s.train_pairs,
+        s.train_seconds,
+        s.pairs_per_second,
+        s.final_loss.map_or("-".into(), |l| format!("{l:.4}"))
+    );
+    if let Some(b) = s.best {
+        println!(
+            "best dev accuracy {:.4} (within-1 {:.4}) at update {} over {} pairs",
+            b.accuracy, b.within_1_accuracy, b.step, b.pairs
+        );
+    }
+    println!("run directory: {}", s.run_dir.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A labeler directory, or a run directory (its best/, else model/).
+    #[arg(long)]
+    pub labeler: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Take catalog, judgments, split and taxonomy depth from a training run's config.json
+    /// (flags override them).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// The held-out split evaluated.
+    #[arg(long, default_value = "test")]
+    pub on: Split,
+    /// Most evaluated pairs (a seeded sample; 0: all).
+    #[arg(long, default_value_t = 0)]
+    pub max_pairs: usize,
+    /// Seed of that sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Pairs per inference batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Report file (JSON).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn eval(a: &EvalArgs) -> anyhow::Result<()> {
+    let mut data = match &a.run {
+        Some(run) => LabelerTrainConfig::read(&run.join(CONFIG_FILE))?.data,
+        None => PairSource::default(),
+    };
+    a.data.apply(&mut data)?;
+    let cfg = LabelerEvalConfig {
+        labeler: a.labeler.clone(),
+        data,
+        split: a.on,
+        max_pairs: a.max_pairs,
+        seed: a.seed,
+        limits: BatchLimits {
+            max_batch: a.batch.max(1),
+            max_tokens: 4096.max(a.batch),
+        },
+        progress: !a.quiet,
+    };
+    let report = evaluate_labeler(&cfg)?;
+    print!("{}", report.table());
+    if let Some(p) = &a.out {
+        write_report(&report, p)?;
+        println!("report: {}", p.display());
+    }
+    Ok(())
+}
+
+pub fn run(c: LabelerCommand) -> anyhow::Result<()> {
+    match c {
+        LabelerCommand::Train(a) => train(&a),
+        LabelerCommand::Eval(a) => eval(&a),
+    }
+}
