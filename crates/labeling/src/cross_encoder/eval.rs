@@ -15,11 +15,11 @@ use strata_model::BatchLimits;
 
 use super::data::{LabeledPairs, PairSource, subsample};
 use super::labeler::CrossEncoderLabeler;
-use super::model::NUM_LABELS;
 use super::metrics::{
-    ConfusionMatrix, LabelMetrics, ScoreThresholds, format_confusion,
-    format_table, level_counts, majority_level,
+    ConfusionMatrix, LabelMetrics, ScoreThresholds, format_confusion, format_table, level_counts,
+    majority_level,
 };
+use super::model::NUM_LABELS;
 use super::store::argmax;
 use super::train::resolve_labeler_dir;
 
@@ -190,10 +190,16 @@ pub fn evaluate_labeler(cfg: &LabelerEvalConfig) -> anyhow::Result<LabelerEvalRe
     let index = Bm25Index::build(&data.item_texts)?;
     let train_scores = bm25_scores(&index, &data, &data.train)?;
     let thresholds = ScoreThresholds::fit(&train_scores, &train_truth)?;
-    let train_pred: Vec<u8> = train_scores.iter().map(|&s| thresholds.classify(s)).collect();
+    let train_pred: Vec<u8> = train_scores
+        .iter()
+        .map(|&s| thresholds.classify(s))
+        .collect();
     let train_accuracy = ConfusionMatrix::from_pairs(&train_truth, &train_pred)?.accuracy();
     let eval_scores = bm25_scores(&index, &data, &eval_js)?;
-    let eval_pred: Vec<u8> = eval_scores.iter().map(|&s| thresholds.classify(s)).collect();
+    let eval_pred: Vec<u8> = eval_scores
+        .iter()
+        .map(|&s| thresholds.classify(s))
+        .collect();
     let bm25 = Bm25Reference {
         thresholds,
         train_accuracy,

@@ -319,7 +319,13 @@ mod tests {
         let scores = [0.5, 1.0, 2.0, 3.0, 4.5, 5.0, 7.0, 8.0];
         let levels = [0u8, 0, 1, 1, 1, 2, 2, 2];
         let t = ScoreThresholds::fit(&scores, &levels).unwrap();
-        assert_eq!(t, ScoreThresholds { low: 1.5, high: 4.75 });
+        assert_eq!(
+            t,
+            ScoreThresholds {
+                low: 1.5,
+                high: 4.75
+            }
+        );
         let pred: Vec<u8> = scores.iter().map(|&s| t.classify(s)).collect();
         assert_eq!(pred, levels);
     }

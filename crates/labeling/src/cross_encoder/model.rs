@@ -5,7 +5,7 @@
 //! Field names make the saved keys those of Hugging Face's `BertForSequenceClassification`
 //! (`bert.embeddings...`, `classifier.weight`); the pooling differs (see [`Pooling`]).
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -79,6 +79,24 @@ impl CrossEncoder {
             dropout: DropoutConfig::new(cfg.head_dropout).init(),
             classifier: LinearConfig::new(cfg.encoder.hidden_size, NUM_LABELS).init(device),
         }
+    }
+
+    /// Replaces the head with a seeded one: weights uniform in `±1/sqrt(hidden)` (PyTorch's
+    /// `Linear` default) from strata's own generator, bias 0. Unlike the device's random
+    /// source, which is shared by the whole process, the draw depends on `seed` alone.
+    pub fn with_seeded_head(mut self, seed: u64, device: &Device) -> Self {
+        let hidden = self.bert.hidden_size();
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let mut rng = strata_data::hash::Rng::stream(seed, 0x4845_4144);
+        let w: Vec<f32> = (0..hidden * NUM_LABELS)
+            .map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32)
+            .collect();
+        self.classifier.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w, [hidden, NUM_LABELS]),
+            device,
+        ));
+        self.classifier.bias = Some(Param::from_tensor(Tensor::zeros([NUM_LABELS], device)));
+        self
     }
 
     /// Logits `[batch, 3]` of a padded batch of pairs.

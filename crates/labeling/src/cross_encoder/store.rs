@@ -118,8 +118,7 @@ pub fn cross_encoder_from_encoder(
             ModelDirKind::Strata => dir.display().to_string(),
         },
     };
-    device.seed(seed);
-    let mut model = CrossEncoder::init(&config, device);
+    let mut model = CrossEncoder::init(&config, device).with_seeded_head(seed, device);
     model.bert = loaded.model.encoder;
     Ok(LoadedCrossEncoder {
         model,

@@ -25,8 +25,7 @@ use strata_train::trainer::MetricsLog;
 use super::data::{LabeledPairs, PairSource, epoch_batches, subsample};
 use super::metrics::ConfusionMatrix;
 use super::model::{
-    CrossEncoder, NUM_LABELS, PairBatch, PairTokens, Pooling,
-    set_encoder_dropout, tokenize_pairs,
+    CrossEncoder, NUM_LABELS, PairBatch, PairTokens, Pooling, set_encoder_dropout, tokenize_pairs,
 };
 use super::store::{
     LoadedCrossEncoder, argmax, cross_encoder_from_encoder, for_inference, is_labeler_dir,
@@ -194,9 +193,16 @@ impl LabelerTrainConfig {
                 "must be three non-negative numbers, not all 0",
             )?;
         }
-        ensure(self.keep_checkpoints > 0, "keep_checkpoints", "must be positive")?;
+        ensure(
+            self.keep_checkpoints > 0,
+            "keep_checkpoints",
+            "must be positive",
+        )?;
         ensure(self.eval_batch > 0, "eval_batch", "must be positive")?;
-        self.data.split.validate().context("config field `data.split`")?;
+        self.data
+            .split
+            .validate()
+            .context("config field `data.split`")?;
         Ok(())
     }
 
@@ -274,7 +280,11 @@ pub fn cross_entropy(
     device: &Device,
 ) -> anyhow::Result<Tensor<1>> {
     let [b, k] = logits.dims();
-    anyhow::ensure!(b == labels.len(), "{b} logits rows, {} labels", labels.len());
+    anyhow::ensure!(
+        b == labels.len(),
+        "{b} logits rows, {} labels",
+        labels.len()
+    );
     let w = weights.unwrap_or([1.0; NUM_LABELS]);
     let mut target = vec![0f32; b * k];
     let mut total = 0f64;
@@ -285,7 +295,10 @@ pub fn cross_entropy(
     }
     anyhow::ensure!(total > 0.0, "the batch's class weights sum to 0");
     let target = Tensor::<2>::from_data(TensorData::new(target, [b, k]), device);
-    Ok((log_softmax(logits, 1) * target).sum().neg().div_scalar(total))
+    Ok((log_softmax(logits, 1) * target)
+        .sum()
+        .neg()
+        .div_scalar(total))
 }
 
 /// Learning rate and weight decay per parameter: the head has its own rate; biases and layer
@@ -440,8 +453,8 @@ pub fn train_labeler(
         b
     });
     let say = |msg: String| match &bar {
-        Some(b) => b.println(msg),
-        None => tracing::info!("{msg}"),
+        Some(b) if !b.is_hidden() => b.println(msg),
+        _ => tracing::info!("{msg}"),
     };
     let train_counts = super::metrics::level_counts(&train_labels);
     say(format!(
@@ -457,7 +470,10 @@ pub fn train_labeler(
         model_cfg.max_len
     ));
     if let Some(ck) = &resume_from {
-        say(format!("resuming from {} (update {start_step})", ck.display()));
+        say(format!(
+            "resuming from {} (update {start_step})",
+            ck.display()
+        ));
     }
 
     let limits = BatchLimits {
@@ -500,7 +516,12 @@ pub fn train_labeler(
         let improved = state.best.is_none_or(|b| point.accuracy > b.accuracy);
         if improved {
             state.best = Some(point);
-            save_cross_encoder(&run_dir.join(BEST_MODEL), &inference, &model_cfg, &tokenizer)?;
+            save_cross_encoder(
+                &run_dir.join(BEST_MODEL),
+                &inference,
+                &model_cfg,
+                &tokenizer,
+            )?;
         }
         metrics.write(serde_json::json!({
             "step": point.step,
@@ -593,17 +614,14 @@ pub fn train_labeler(
         if eval_now {
             evaluate(&model, &mut state, &mut metrics)?;
         }
-        let ckpt_now = at_end
-            || (cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every));
+        let ckpt_now =
+            at_end || (cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every));
         if ckpt_now {
             write_checkpoint(&run_dir, state.step, cfg.keep_checkpoints, |dir| {
                 save_cross_encoder(&dir.join(MODEL_DIR), &model, &model_cfg, &tokenizer)?;
                 optimizer.save(&dir.join(OPTIMIZER_FILE))?;
-                std::fs::write(
-                    dir.join(STATE_FILE),
-                    serde_json::to_string_pretty(&state)?,
-                )
-                .context("cannot write the trainer state")
+                std::fs::write(dir.join(STATE_FILE), serde_json::to_string_pretty(&state)?)
+                    .context("cannot write the trainer state")
             })?;
         }
         if opts.stop_after == Some(state.step) && !at_end {
