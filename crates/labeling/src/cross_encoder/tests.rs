@@ -487,3 +487,33 @@ fn resumed_run_ends_where_an_uninterrupted_one_does() {
         .collect();
     assert_eq!(steps, (1..=12).collect::<Vec<u64>>());
 }
+
+#[test]
+fn bad_judgments_name_file_line_and_field_and_leave_no_run() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(root.path(), "run", 5);
+    let bad = root.path().join("bad.tsv");
+    std::fs::write(
+        &bad,
+        "query\tproduct_uid\tlabel\nred drill\t0\t2\nred saw\t2\t5\n",
+    )
+    .unwrap();
+    cfg.data.judgments = bad;
+    let e = format!(
+        "{:#}",
+        train_labeler(&cfg, &LabelerTrainOptions::default()).unwrap_err()
+    );
+    assert!(e.contains("bad.tsv:3") && e.contains("label"), "{e}");
+    assert!(!cfg.out.exists());
+    // An unknown item is named too.
+    std::fs::write(
+        &cfg.data.judgments,
+        "query\tproduct_uid\tlabel\nred drill\t999\t2\n",
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        train_labeler(&cfg, &LabelerTrainOptions::default()).unwrap_err()
+    );
+    assert!(e.contains("bad.tsv:2") && e.contains("999"), "{e}");
+}

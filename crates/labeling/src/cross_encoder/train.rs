@@ -336,23 +336,6 @@ pub fn train_labeler(
         );
         None
     };
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
-    if resume_from.is_none() {
-        for stale in ["checkpoints", BEST_MODEL, FINAL_MODEL] {
-            let p = run_dir.join(stale);
-            if p.exists() {
-                std::fs::remove_dir_all(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-            }
-        }
-        let _ = std::fs::remove_file(run_dir.join(METRICS_FILE));
-    }
-    write_atomic(
-        &run_dir.join(CONFIG_FILE),
-        serde_json::to_string_pretty(cfg)?.as_bytes(),
-    )?;
-
     let device = strata_model::parse_device(&cfg.device)?.autodiff();
     let infer_device = device.clone().inner();
 
@@ -394,6 +377,24 @@ pub fn train_labeler(
     let dev_tokens = tokenize_pairs(&tokenizer, &data.texts(&dev_js))?;
     let dev_labels: Vec<u8> = dev_js.iter().map(|j| j.label).collect();
     let lengths: Vec<usize> = train_tokens.iter().map(PairTokens::len).collect();
+
+    // The run directory is touched only once the model and the data are known to be good.
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+    if resume_from.is_none() {
+        for stale in ["checkpoints", BEST_MODEL, FINAL_MODEL] {
+            let p = run_dir.join(stale);
+            if p.exists() {
+                std::fs::remove_dir_all(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        let _ = std::fs::remove_file(run_dir.join(METRICS_FILE));
+    }
+    write_atomic(
+        &run_dir.join(CONFIG_FILE),
+        serde_json::to_string_pretty(cfg)?.as_bytes(),
+    )?;
 
     // The schedule.
     let steps_per_epoch = train_tokens.len().div_ceil(cfg.batch_size) as u64;
