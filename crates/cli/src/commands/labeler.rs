@@ -230,9 +230,11 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     };
     let s = train_labeler(&cfg, &opts)?;
     println!(
-        "{} updates on {} pairs in {:.0}s ({:.1} pairs/s), final loss {}",
+        "{} updates over {} pairs (a sample of {} of the {} train-split pairs) in {:.0}s ({:.1} pairs/s), final loss {}",
         s.steps,
+        s.pairs_seen,
         s.train_pairs,
+        s.train_pairs_available,
         s.train_seconds,
         s.pairs_per_second,
         s.final_loss.map_or("-".into(), |l| format!("{l:.4}"))

@@ -434,7 +434,7 @@ fn resumed_run_ends_where_an_uninterrupted_one_does() {
     whole.checkpoint_every = 5;
     let mut split = whole.clone();
     split.out = root.path().join("split");
-    train_labeler(&whole, &LabelerTrainOptions::default()).unwrap();
+    let w = train_labeler(&whole, &LabelerTrainOptions::default()).unwrap();
     let stopped = train_labeler(
         &split,
         &LabelerTrainOptions {
@@ -457,6 +457,8 @@ fn resumed_run_ends_where_an_uninterrupted_one_does() {
     .unwrap();
     assert_eq!(resumed.resumed_from, Some(5));
     assert_eq!(resumed.steps, 12);
+    assert_eq!(resumed.pairs_seen, w.pairs_seen);
+    assert!(w.pairs_seen > 11 * 13 && w.pairs_seen <= 12 * 16);
     let device = Device::flex();
     let a = param_values(
         &load_cross_encoder(&whole.out.join("model"), &device)

@@ -245,6 +245,9 @@ struct LabelerState {
     train_pairs: usize,
     seed: u64,
     train_seconds: f64,
+    /// Pairs trained on so far (all sessions).
+    #[serde(default)]
+    pairs_seen: u64,
     dev: Vec<DevAccuracy>,
     best: Option<DevAccuracy>,
 }
@@ -258,8 +261,12 @@ pub struct LabelerTrainSummary {
     pub steps: u64,
     pub total_steps: u64,
     pub steps_per_epoch: u64,
+    /// Training pairs (after `max_train_pairs`).
     pub train_pairs: usize,
+    /// Pairs in the train split.
     pub train_pairs_available: usize,
+    /// Pairs trained on, repeats across epochs included (all sessions).
+    pub pairs_seen: u64,
     pub dev_pairs: usize,
     pub train_level_counts: [u64; NUM_LABELS],
     pub resumed_from: Option<u64>,
@@ -411,6 +418,7 @@ pub fn train_labeler(
         train_pairs: train_tokens.len(),
         seed: cfg.seed,
         train_seconds: 0.0,
+        pairs_seen: 0,
         dev: Vec::new(),
         best: None,
     };
@@ -586,6 +594,7 @@ pub fn train_labeler(
         session_pairs += batch.len() as u64;
         state.step = step + 1;
         state.train_seconds += dt;
+        state.pairs_seen += batch.len() as u64;
         last_loss = Some(value);
         let ema = smoothed.map_or(value, |s| 0.95 * s + 0.05 * value);
         smoothed = Some(ema);
@@ -649,6 +658,7 @@ pub fn train_labeler(
         steps_per_epoch,
         train_pairs: train_tokens.len(),
         train_pairs_available: data.train.len(),
+        pairs_seen: state.pairs_seen,
         dev_pairs: dev_tokens.len(),
         train_level_counts: train_counts,
         resumed_from: resume_from.map(|_| start_step),
