@@ -126,6 +126,17 @@ impl BertEncoder {
         }
     }
 
+    /// Sets every dropout probability: `hidden` for the embeddings and residual outputs,
+    /// `attention` for the attention probabilities.
+    pub fn set_dropout(&mut self, hidden: f64, attention: f64) {
+        self.embeddings.dropout.prob = hidden;
+        for l in &mut self.encoder.layer {
+            l.attention.self_attn.dropout.prob = attention;
+            l.attention.output.dropout.prob = hidden;
+            l.output.dropout.prob = hidden;
+        }
+    }
+
     /// Hidden size of the encoder.
     pub fn hidden_size(&self) -> usize {
         self.embeddings.word_embeddings.weight.dims()[1]

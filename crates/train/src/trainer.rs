@@ -192,17 +192,9 @@ impl MetricsLog {
 
 /// Sets the dropout probabilities of every encoder layer.
 fn set_dropout(mut tower: TwoTower, hidden: f64, attention: f64) -> TwoTower {
-    let set = |enc: &mut strata_model::bert::BertEncoder| {
-        enc.embeddings.dropout.prob = hidden;
-        for l in &mut enc.encoder.layer {
-            l.attention.self_attn.dropout.prob = attention;
-            l.attention.output.dropout.prob = hidden;
-            l.output.dropout.prob = hidden;
-        }
-    };
-    set(&mut tower.encoder);
+    tower.encoder.set_dropout(hidden, attention);
     if let Some(e) = tower.item_encoder.as_mut() {
-        set(e);
+        e.set_dropout(hidden, attention);
     }
     tower
 }

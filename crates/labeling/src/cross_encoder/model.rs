@@ -123,17 +123,6 @@ impl CrossEncoder {
     }
 }
 
-/// Sets every dropout probability of the encoder (`hidden` for embeddings and residual
-/// outputs, `attention` for attention probabilities).
-pub fn set_encoder_dropout(enc: &mut BertEncoder, hidden: f64, attention: f64) {
-    enc.embeddings.dropout.prob = hidden;
-    for l in &mut enc.encoder.layer {
-        l.attention.self_attn.dropout.prob = attention;
-        l.attention.output.dropout.prob = hidden;
-        l.output.dropout.prob = hidden;
-    }
-}
-
 /// A tokenized (query, item text) pair.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PairTokens {

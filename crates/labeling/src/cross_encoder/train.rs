@@ -24,9 +24,7 @@ use strata_train::trainer::MetricsLog;
 
 use super::data::{LabeledPairs, PairSource, epoch_batches, subsample};
 use super::metrics::ConfusionMatrix;
-use super::model::{
-    CrossEncoder, NUM_LABELS, PairBatch, PairTokens, Pooling, set_encoder_dropout, tokenize_pairs,
-};
+use super::model::{CrossEncoder, NUM_LABELS, PairBatch, PairTokens, Pooling, tokenize_pairs};
 use super::store::{
     LoadedCrossEncoder, argmax, cross_encoder_from_encoder, for_inference, is_labeler_dir,
     load_cross_encoder, load_tokenizer, predict, save_cross_encoder,
@@ -366,7 +364,7 @@ pub fn train_labeler(
             &device,
         )?,
     };
-    set_encoder_dropout(&mut model.bert, cfg.dropout, cfg.attention_dropout);
+    model.bert.set_dropout(cfg.dropout, cfg.attention_dropout);
     model.dropout.prob = cfg.head_dropout;
     let tokenizer = load_tokenizer(&tokenizer_path, &model_cfg)?;
 
