@@ -9,7 +9,8 @@
 //! and standardised over the query's pairs (a z-score). A sampled pair is flagged when
 //!
 //! * its label is 0 and its engagement z-score is at least `high_z` (shoppers want it), or
-//! * its label is 2 and its z-score is at most `-low_z` (shoppers pass it over).
+//! * its label is 2 and its z-score is at most `low_z` (shoppers pass it over: it engages no
+//!   better than the query's typical item, most of which are irrelevant).
 //!
 //! ```no_run
 //! use strata_data::marketplace::{Marketplace, MarketplaceConfig};
@@ -44,7 +45,7 @@ pub struct AuditConfig {
     pub conversion_weight: f64,
     /// A label-0 pair is flagged at an engagement z-score of at least this.
     pub high_z: f64,
-    /// A label-2 pair is flagged at an engagement z-score of at most minus this.
+    /// A label-2 pair is flagged at an engagement z-score of at most this.
     pub low_z: f64,
     /// Queries with fewer judged pairs with engagement are not audited.
     pub min_query_pairs: usize,
@@ -58,9 +59,9 @@ impl Default for AuditConfig {
             sample_fraction: 0.3,
             seed: 0,
             smoothing: 20.0,
-            conversion_weight: 0.5,
+            conversion_weight: 0.25,
             high_z: 1.0,
-            low_z: 0.75,
+            low_z: 0.25,
             min_query_pairs: 4,
             review_sample: 100,
         }
@@ -247,7 +248,7 @@ pub fn flag(
             let z = (e.score - mean) / sd;
             let reason = match j.label {
                 0 if z >= cfg.high_z => Disagreement::HighEngagementIrrelevant,
-                2 if z <= -cfg.low_z => Disagreement::LowEngagementRelevant,
+                2 if z <= cfg.low_z => Disagreement::LowEngagementRelevant,
                 _ => continue,
             };
             let g = eng(e.index);
