@@ -40,6 +40,10 @@ enum Command {
     Mine(commands::pipeline::MineArgs),
     /// Stage 1 -> mine -> stage 2 -> evaluation and comparison, from one config.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// Label (query, item) pairs with an LLM or known judgments, through a persistent cache.
+    Label(commands::label::LabelArgs),
+    /// Engagement audit: relabel judgments that disagree with engagement (paper section 3.2).
+    Audit(commands::audit::AuditArgs),
     /// Benchmarks run side by side with a baseline.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -78,6 +82,8 @@ fn main() {
         Command::Export(a) => commands::export::run(a),
         Command::Mine(a) => commands::pipeline::mine(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
+        Command::Label(a) => commands::label::run(a),
+        Command::Audit(a) => commands::audit::run(a),
         Command::Bench(c) => commands::bench::run(c),
     };
     if let Err(e) = result {

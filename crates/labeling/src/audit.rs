@@ -235,7 +235,7 @@ pub fn flag(
         let n = ev.len() as f64;
         let mean = ev.iter().map(|e| e.score).sum::<f64>() / n;
         let sd = (ev.iter().map(|e| (e.score - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-        if !(sd > 1e-9) {
+        if sd.is_nan() || sd <= 1e-9 {
             continue;
         }
         auditable += ev.len();
