@@ -306,6 +306,22 @@ fn persistent_server_errors_leave_the_pair_unlabeled() {
 }
 
 #[test]
+fn a_dead_server_stops_the_run() {
+    let server = Server::start(|_, _| Reply::status(503));
+    let (items, pairs) = make_pairs(&[1, 2, 0, 1, 2, 0, 1, 2, 0, 1]);
+    let cfg = LlmConfig {
+        max_retries: 1,
+        max_consecutive_failures: 3,
+        concurrency: 1,
+        ..server.config()
+    };
+    let l = labeler(cfg, items);
+    let err = format!("{:#}", l.label(&pairs).unwrap_err());
+    assert!(err.contains("3 pairs in a row failed"), "{err}");
+    assert_eq!(server.requests(), 3 * 2);
+}
+
+#[test]
 fn a_timed_out_request_is_retried() {
     let server = Server::start(|seen, earlier| Reply {
         delay: if earlier == 0 {

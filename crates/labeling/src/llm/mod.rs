@@ -27,7 +27,7 @@ pub mod protocol;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -85,6 +85,9 @@ pub struct LlmConfig {
     /// First backoff, milliseconds; doubles per retry (with jitter), up to `backoff_max_ms`.
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    /// Stop the run with an error after this many pairs in a row failed on every retry (the
+    /// server is down or overloaded; labels obtained so far are kept by the cache).
+    pub max_consecutive_failures: u64,
     /// Longest wait a `Retry-After` header may impose, seconds.
     pub retry_after_max_secs: f64,
     /// Stop after this many pairs have been sent (the rest are left unlabeled).
@@ -114,6 +117,7 @@ impl Default for LlmConfig {
             malformed_retries: 2,
             backoff_initial_ms: 500,
             backoff_max_ms: 30_000,
+            max_consecutive_failures: 8,
             retry_after_max_secs: 120.0,
             max_pairs: None,
             max_tokens: None,
@@ -143,6 +147,10 @@ impl LlmConfig {
         );
         anyhow::ensure!(!self.model.is_empty(), "model must not be empty");
         anyhow::ensure!(self.concurrency >= 1, "concurrency must be at least 1");
+        anyhow::ensure!(
+            self.max_consecutive_failures >= 1,
+            "max_consecutive_failures must be at least 1"
+        );
         anyhow::ensure!(
             self.timeout_secs > 0.0 && self.timeout_secs.is_finite(),
             "timeout_secs must be positive"
@@ -266,6 +274,7 @@ pub struct LlmLabeler {
     url: String,
     auth: Option<String>,
     stats: Mutex<RunReport>,
+    consecutive_failures: AtomicU64,
     started: Instant,
 }
 
@@ -320,6 +329,7 @@ impl LlmLabeler {
             url,
             auth,
             stats: Mutex::new(stats),
+            consecutive_failures: AtomicU64::new(0),
             started: Instant::now(),
         })
     }
@@ -553,7 +563,24 @@ impl Labeler for LlmLabeler {
                         if i >= pairs.len() {
                             break;
                         }
-                        match self.label_one(&pairs[i].0, texts[i]) {
+                        let result = self.label_one(&pairs[i].0, texts[i]).and_then(|o| {
+                            if matches!(o, Outcome::Failed) {
+                                let n =
+                                    self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                                if n >= self.cfg.max_consecutive_failures {
+                                    anyhow::bail!(
+                                        "{n} pairs in a row failed after {} retries each; is the \
+                                         server at {} up?",
+                                        self.cfg.max_retries,
+                                        self.url
+                                    );
+                                }
+                            } else if !matches!(o, Outcome::Skipped) {
+                                self.consecutive_failures.store(0, Ordering::Relaxed);
+                            }
+                            Ok(o)
+                        });
+                        match result {
                             Ok(outcome) => {
                                 let mut s = self.lock();
                                 match outcome {
