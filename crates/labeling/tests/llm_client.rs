@@ -240,6 +240,36 @@ fn success_labels_every_pair_and_accounts_tokens_and_cost() {
 }
 
 #[test]
+fn logprobs_give_per_class_probabilities() {
+    let server = Server::start(|seen, _| {
+        assert_eq!(seen.body["logprobs"], true);
+        let mut r: Value = serde_json::from_str(&Reply::ok("{\"label\": 1}").body).unwrap();
+        r["choices"][0]["logprobs"] = json!({"content": [
+            {"token": "{\"label\": ", "logprob": 0.0, "top_logprobs": []},
+            {"token": "1", "logprob": (0.7f64).ln(), "top_logprobs": [
+                {"token": "1", "logprob": (0.7f64).ln()},
+                {"token": "2", "logprob": (0.2f64).ln()},
+                {"token": "0", "logprob": (0.1f64).ln()}
+            ]}
+        ]});
+        Reply {
+            body: r.to_string(),
+            ..Reply::status(200)
+        }
+    });
+    let (items, pairs) = make_pairs(&[1]);
+    let cfg = LlmConfig {
+        logprobs: true,
+        ..server.config()
+    };
+    let l = labeler(cfg, items);
+    let s = l.label_scored(&pairs).unwrap()[0].unwrap();
+    assert_eq!(s.label, 1);
+    assert!((s.probs[0] - 0.1).abs() < 1e-6 && (s.probs[2] - 0.2).abs() < 1e-6);
+    assert!((s.confidence() - 0.7).abs() < 1e-6);
+}
+
+#[test]
 fn missing_api_key_variable_is_a_clear_error() {
     let cfg = LlmConfig {
         api_key_env: Some("STRATA_TEST_LLM_KEY_UNSET_123".into()),

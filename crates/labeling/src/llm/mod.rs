@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use strata_data::hash::{fnv1a64, mix64};
+use strata_data::labeler::ScoredLabel;
 use strata_data::{Catalog, ItemTextConfig, Labeler};
 
 use protocol::{Malformed, Usage};
@@ -98,6 +99,9 @@ pub struct LlmConfig {
     /// `max_tokens` of each request (the answer is a few tokens).
     pub max_completion_tokens: u32,
     pub temperature: f32,
+    /// Ask for token log-probabilities (`logprobs`, `top_logprobs`), which give per-class
+    /// probabilities in [`Labeler::label_scored`].
+    pub logprobs: bool,
     /// Price per 1,000 prompt tokens (any currency), for the report.
     pub price_prompt_per_1k: f64,
     /// Price per 1,000 completion tokens.
@@ -123,6 +127,7 @@ impl Default for LlmConfig {
             max_tokens: None,
             max_completion_tokens: 16,
             temperature: 0.0,
+            logprobs: false,
             price_prompt_per_1k: 0.0,
             price_completion_per_1k: 0.0,
         }
@@ -249,7 +254,7 @@ impl RunReport {
 
 /// What became of one pair.
 enum Outcome {
-    Label(u8),
+    Label(ScoredLabel),
     Malformed,
     Failed,
     Skipped,
@@ -457,7 +462,7 @@ impl LlmLabeler {
         if !self.reserve_pair() {
             return Ok(Outcome::Skipped);
         }
-        let body = protocol::request_body(
+        let mut body = protocol::request_body(
             &self.cfg.model,
             &self.system,
             query,
@@ -465,8 +470,12 @@ impl LlmLabeler {
             self.cfg.output,
             self.cfg.max_completion_tokens,
             self.cfg.temperature,
-        )
-        .to_string();
+        );
+        if self.cfg.logprobs {
+            body["logprobs"] = true.into();
+            body["top_logprobs"] = 5.into();
+        }
+        let body = body.to_string();
         let h = fnv1a64(query.as_bytes()) ^ mix64(fnv1a64(item_text.as_bytes()));
         let (mut transient, mut malformed) = (0u32, 0u32);
         loop {
@@ -522,7 +531,7 @@ impl LlmLabeler {
     }
 
     /// Accounts the usage of a 200 response and parses its label.
-    fn read_answer(&self, text: &str) -> Result<u8, Malformed> {
+    fn read_answer(&self, text: &str) -> Result<ScoredLabel, Malformed> {
         let v: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Malformed::NotACompletion(format!("body is not JSON ({e})")))?;
         let Usage {
@@ -534,12 +543,25 @@ impl LlmLabeler {
             s.prompt_tokens += prompt_tokens;
             s.completion_tokens += completion_tokens;
         }
-        protocol::parse_label(protocol::parse_content(&v)?, self.cfg.output)
+        let label = protocol::parse_label(protocol::parse_content(&v)?, self.cfg.output)?;
+        Ok(protocol::parse_label_probs(&v, label)
+            .map(|probs| ScoredLabel { label, probs })
+            .unwrap_or_else(|| ScoredLabel::certain(label)))
     }
 }
 
 impl Labeler for LlmLabeler {
     fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        Ok(self
+            .label_scored(pairs)?
+            .into_iter()
+            .map(|s| s.map(|s| s.label))
+            .collect())
+    }
+
+    /// With [`LlmConfig::logprobs`], the probabilities of the three label tokens at the answer
+    /// position (renormalised); otherwise, or where the server sends none, certainty.
+    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
         let texts: Vec<&str> = pairs
             .iter()
             .map(|(_, id)| {
@@ -550,7 +572,8 @@ impl Labeler for LlmLabeler {
             })
             .collect::<anyhow::Result<_>>()?;
         self.lock().pairs += pairs.len() as u64;
-        let out: Vec<Mutex<Option<u8>>> = (0..pairs.len()).map(|_| Mutex::new(None)).collect();
+        let out: Vec<Mutex<Option<ScoredLabel>>> =
+            (0..pairs.len()).map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let abort = AtomicBool::new(false);
         let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -586,7 +609,7 @@ impl Labeler for LlmLabeler {
                                 match outcome {
                                     Outcome::Label(l) => {
                                         s.labeled += 1;
-                                        s.label_counts[usize::from(l)] += 1;
+                                        s.label_counts[usize::from(l.label)] += 1;
                                         *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
                                     }
                                     Outcome::Malformed => s.unlabeled_malformed += 1,

@@ -128,6 +128,31 @@ pub fn parse_label(content: &str, mode: OutputMode) -> Result<u8, Malformed> {
     }
 }
 
+/// Per-class probabilities from the `logprobs` of a response: at the first answer token that
+/// is the chosen digit, the probabilities of the tokens `0`, `1` and `2` among its
+/// `top_logprobs`, renormalised. `None` when the response carries no usable log-probabilities.
+pub fn parse_label_probs(body: &Value, label: u8) -> Option<[f32; 3]> {
+    let tokens = body["choices"][0]["logprobs"]["content"].as_array()?;
+    let digit = char::from(b'0' + label).to_string();
+    let at = tokens
+        .iter()
+        .find(|t| t["token"].as_str().is_some_and(|s| s.trim() == digit))?;
+    let mut p = [0f64; 3];
+    for alt in at["top_logprobs"].as_array()? {
+        let (Some(tok), Some(lp)) = (alt["token"].as_str(), alt["logprob"].as_f64()) else {
+            continue;
+        };
+        if let Some(k) = ["0", "1", "2"].iter().position(|d| *d == tok.trim()) {
+            p[k] = p[k].max(lp.exp());
+        }
+    }
+    let total: f64 = p.iter().sum();
+    if total <= 0.0 || p[usize::from(label)] == 0.0 {
+        return None;
+    }
+    Some(p.map(|x| (x / total) as f32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +185,26 @@ mod tests {
         for bad in ["3", "12", "2.", "Label: 2", "two", "{\"label\": 2}", ""] {
             assert!(parse_label(bad, m).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn label_probabilities_from_logprobs() {
+        let body = json!({"choices": [{"logprobs": {"content": [
+            {"token": "{\"", "logprob": 0.0, "top_logprobs": []},
+            {"token": " 2", "logprob": -0.2, "top_logprobs": [
+                {"token": " 2", "logprob": (0.6f64).ln()},
+                {"token": " 1", "logprob": (0.3f64).ln()},
+                {"token": "x", "logprob": (0.05f64).ln()},
+                {"token": "0", "logprob": (0.05f64).ln()}
+            ]}
+        ]}}]});
+        let p = parse_label_probs(&body, 2).unwrap();
+        let want = [0.05 / 0.95, 0.3 / 0.95, 0.6 / 0.95];
+        for k in 0..3 {
+            assert!((f64::from(p[k]) - want[k]).abs() < 1e-6, "{p:?}");
+        }
+        assert_eq!(parse_label_probs(&body, 0), None);
+        assert_eq!(parse_label_probs(&json!({"choices": [{}]}), 2), None);
     }
 
     #[test]
