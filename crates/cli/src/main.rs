@@ -43,6 +43,10 @@ enum Command {
     /// Relevance labelers: train and evaluate a cross-encoder labeler.
     #[command(subcommand)]
     Labeler(commands::labeler::LabelerCommand),
+    /// Label (query, item) pairs with an LLM or known judgments, through a persistent cache.
+    Label(commands::label::LabelArgs),
+    /// Engagement audit: relabel judgments that disagree with engagement (paper section 3.2).
+    Audit(commands::audit::AuditArgs),
     /// Benchmarks run side by side with a baseline.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -82,6 +86,8 @@ fn main() {
         Command::Mine(a) => commands::pipeline::mine(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Labeler(c) => commands::labeler::run(c),
+        Command::Label(a) => commands::label::run(a),
+        Command::Audit(a) => commands::audit::run(a),
         Command::Bench(c) => commands::bench::run(c),
     };
     if let Err(e) = result {

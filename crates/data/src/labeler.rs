@@ -5,12 +5,12 @@
 //! [`CachedLabeler`] wraps any labeler with a persistent append-only cache so that no pair is
 //! labeled twice across runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use anyhow::Context;
 
@@ -18,12 +18,44 @@ use crate::hash::{fnv1a64, mix64};
 use crate::record::{Judgment, MAX_LABEL};
 use crate::split::normalize_query;
 
+/// A label with the labeler's per-class probabilities (index = label).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScoredLabel {
+    pub label: u8,
+    /// Probabilities of labels 0, 1 and 2 (summing to 1).
+    pub probs: [f32; 3],
+}
+
+impl ScoredLabel {
+    /// A label held with certainty (probability 1 on `label`).
+    pub fn certain(label: u8) -> Self {
+        let mut probs = [0.0; 3];
+        probs[usize::from(label.min(MAX_LABEL))] = 1.0;
+        ScoredLabel { label, probs }
+    }
+
+    /// The probability of the chosen label.
+    pub fn confidence(&self) -> f32 {
+        self.probs[usize::from(self.label.min(MAX_LABEL))]
+    }
+}
+
 /// Labels (query, item id) pairs. `None` means the labeler abstains on that pair.
 pub trait Labeler: Send + Sync {
     /// One label (or `None`) per pair, in order.
     fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>>;
     /// A stable description of the labeler (model, version, settings); part of cache keys.
     fn identity(&self) -> String;
+    /// Labels with per-class probabilities, for labelers that have them (a cross-encoder's
+    /// softmax, an LLM's token probabilities). The default wraps [`Labeler::label`] with
+    /// certainty ([`ScoredLabel::certain`]).
+    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
+        Ok(self
+            .label(pairs)?
+            .into_iter()
+            .map(|l| l.map(ScoredLabel::certain))
+            .collect())
+    }
 }
 
 impl<L: Labeler + ?Sized> Labeler for Box<L> {
@@ -33,6 +65,9 @@ impl<L: Labeler + ?Sized> Labeler for Box<L> {
     fn identity(&self) -> String {
         (**self).identity()
     }
+    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
+        (**self).label_scored(pairs)
+    }
 }
 
 impl<L: Labeler + ?Sized> Labeler for std::sync::Arc<L> {
@@ -41,6 +76,9 @@ impl<L: Labeler + ?Sized> Labeler for std::sync::Arc<L> {
     }
     fn identity(&self) -> String {
         (**self).identity()
+    }
+    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
+        (**self).label_scored(pairs)
     }
 }
 
@@ -143,18 +181,51 @@ struct CacheLine {
     label: u8,
 }
 
+/// The in-memory side of a [`CachedLabeler`]: known labels and pairs being labeled now.
+#[derive(Default)]
+struct CacheState {
+    labels: HashMap<(String, String), u8>,
+    in_flight: HashSet<(String, String)>,
+}
+
 /// A labeler with a persistent cache: an append-only JSONL file keyed by labeler identity,
 /// guideline version, query and item id, loaded when opened. Only definite labels are cached
 /// (an abstention is asked again next time).
+///
+/// Pairs missing from the cache go to the inner labeler in chunks of
+/// [`chunk_size`](Self::with_chunk_size) pairs, and each chunk's labels are written and flushed
+/// before the next chunk is asked, so an error (or an interrupted run) loses at most one chunk.
+/// The labeler may be shared between threads: a pair that another thread is labeling right
+/// now is waited for rather than asked again, so no pair is paid for twice.
 pub struct CachedLabeler<L> {
     inner: L,
     identity: String,
     guideline: String,
     path: PathBuf,
-    cache: Mutex<HashMap<(String, String), u8>>,
+    state: Mutex<CacheState>,
+    settled: Condvar,
     file: Mutex<BufWriter<File>>,
+    chunk: usize,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// Removes claimed pairs from the in-flight set when dropped (after success or failure) and
+/// wakes the threads waiting for them.
+struct Claim<'a, L> {
+    owner: &'a CachedLabeler<L>,
+    pairs: Vec<(String, String)>,
+}
+
+impl<L> Drop for Claim<'_, L> {
+    fn drop(&mut self) {
+        let mut state = self.owner.state.lock().unwrap_or_else(|e| e.into_inner());
+        for p in &self.pairs {
+            state.in_flight.remove(p);
+        }
+        drop(state);
+        self.owner.settled.notify_all();
+    }
 }
 
 impl<L: Labeler> CachedLabeler<L> {
@@ -242,14 +313,26 @@ impl<L: Labeler> CachedLabeler<L> {
             identity,
             guideline: guideline_version.to_string(),
             path,
-            cache: Mutex::new(cache),
+            state: Mutex::new(CacheState {
+                labels: cache,
+                in_flight: HashSet::new(),
+            }),
+            settled: Condvar::new(),
             file: Mutex::new(file),
+            chunk: 64,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         })
     }
 
-    /// Pairs answered from the cache so far.
+    /// Sets how many missing pairs are asked (and persisted) at a time (default 64).
+    pub fn with_chunk_size(mut self, chunk: usize) -> Self {
+        self.chunk = chunk.max(1);
+        self
+    }
+
+    /// Pairs answered from the cache so far (including pairs labeled by another thread while
+    /// this one waited).
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
@@ -261,7 +344,7 @@ impl<L: Labeler> CachedLabeler<L> {
 
     /// Cached labels usable by this labeler and guideline version.
     pub fn cached(&self) -> usize {
-        self.cache.lock().expect("cache lock").len()
+        self.lock_state().labels.len()
     }
 
     /// The cache file.
@@ -273,70 +356,119 @@ impl<L: Labeler> CachedLabeler<L> {
     pub fn inner(&self) -> &L {
         &self.inner
     }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the inner labeler for `distinct` pairs (claimed by this thread) chunk by chunk,
+    /// persisting each chunk's labels before asking the next.
+    fn ask(
+        &self,
+        distinct: Vec<(String, String)>,
+    ) -> anyhow::Result<HashMap<(String, String), Option<u8>>> {
+        let _claim = Claim {
+            owner: self,
+            pairs: distinct.clone(),
+        };
+        let mut answers = HashMap::with_capacity(distinct.len());
+        for chunk in distinct.chunks(self.chunk) {
+            self.misses.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let labels = self.inner.label(chunk)?;
+            anyhow::ensure!(
+                labels.len() == chunk.len(),
+                "labeler {} returned {} labels for {} pairs",
+                self.identity,
+                labels.len(),
+                chunk.len()
+            );
+            if let Some(bad) = labels.iter().flatten().find(|&&l| l > MAX_LABEL) {
+                anyhow::bail!("labeler {} returned label {bad}", self.identity);
+            }
+            {
+                let mut state = self.lock_state();
+                let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+                for (p, l) in chunk.iter().zip(&labels) {
+                    if let Some(l) = *l {
+                        let line = CacheLine {
+                            labeler: self.identity.clone(),
+                            guideline: self.guideline.clone(),
+                            query: p.0.clone(),
+                            item_id: p.1.clone(),
+                            label: l,
+                        };
+                        serde_json::to_writer(&mut *file, &line)?;
+                        file.write_all(b"\n")?;
+                        state.labels.insert(p.clone(), l);
+                    }
+                }
+                file.flush()
+                    .with_context(|| format!("writing label cache {}", self.path.display()))?;
+            }
+            for (p, l) in chunk.iter().zip(labels) {
+                answers.insert(p.clone(), l);
+            }
+        }
+        Ok(answers)
+    }
 }
 
 impl<L: Labeler> Labeler for CachedLabeler<L> {
     fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
         let mut out: Vec<Option<u8>> = vec![None; pairs.len()];
-        let mut missing: Vec<usize> = Vec::new();
-        {
-            let cache = self.cache.lock().expect("cache lock");
-            for (i, p) in pairs.iter().enumerate() {
-                match cache.get(p) {
-                    Some(&l) => out[i] = Some(l),
-                    None => missing.push(i),
+        let mut pending: Vec<usize> = (0..pairs.len()).collect();
+        // Pairs already waited for once: if the other thread's labeler abstained or failed,
+        // this thread asks them itself rather than waiting again.
+        let mut waited: HashSet<(String, String)> = HashSet::new();
+        while !pending.is_empty() {
+            let mut claimed: Vec<(String, String)> = Vec::new();
+            let mut wait_for: Vec<usize> = Vec::new();
+            let mut mine: Vec<usize> = Vec::new();
+            {
+                let mut state = self.lock_state();
+                let mut seen: HashSet<&(String, String)> = HashSet::new();
+                for &i in &pending {
+                    let p = &pairs[i];
+                    if let Some(&l) = state.labels.get(p) {
+                        out[i] = Some(l);
+                        self.hits.fetch_add(1, Ordering::Relaxed);
+                    } else if state.in_flight.contains(p) && !seen.contains(p) {
+                        if waited.contains(p) {
+                            // Another thread took it up again after abstaining; leave it.
+                            out[i] = None;
+                        } else {
+                            wait_for.push(i);
+                        }
+                    } else {
+                        if seen.insert(p) {
+                            state.in_flight.insert(p.clone());
+                            claimed.push(p.clone());
+                        }
+                        mine.push(i);
+                    }
                 }
             }
-        }
-        self.hits
-            .fetch_add((pairs.len() - missing.len()) as u64, Ordering::Relaxed);
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        // Ask once per distinct pair.
-        let mut distinct: Vec<(String, String)> = Vec::new();
-        let mut slot: HashMap<&(String, String), usize> = HashMap::new();
-        for &i in &missing {
-            slot.entry(&pairs[i]).or_insert_with(|| {
-                distinct.push(pairs[i].clone());
-                distinct.len() - 1
-            });
-        }
-        self.misses
-            .fetch_add(distinct.len() as u64, Ordering::Relaxed);
-        let labels = self.inner.label(&distinct)?;
-        anyhow::ensure!(
-            labels.len() == distinct.len(),
-            "labeler {} returned {} labels for {} pairs",
-            self.identity,
-            labels.len(),
-            distinct.len()
-        );
-        if let Some(bad) = labels.iter().flatten().find(|&&l| l > MAX_LABEL) {
-            anyhow::bail!("labeler {} returned label {bad}", self.identity);
-        }
-        {
-            let mut cache = self.cache.lock().expect("cache lock");
-            let mut file = self.file.lock().expect("cache file lock");
-            for (p, l) in distinct.iter().zip(&labels) {
-                if let Some(l) = *l {
-                    let line = CacheLine {
-                        labeler: self.identity.clone(),
-                        guideline: self.guideline.clone(),
-                        query: p.0.clone(),
-                        item_id: p.1.clone(),
-                        label: l,
-                    };
-                    serde_json::to_writer(&mut *file, &line)?;
-                    file.write_all(b"\n")?;
-                    cache.insert(p.clone(), l);
+            if !claimed.is_empty() {
+                let answers = self.ask(claimed)?;
+                for &i in &mine {
+                    out[i] = answers.get(&pairs[i]).copied().flatten();
                 }
             }
-            file.flush()
-                .with_context(|| format!("writing label cache {}", self.path.display()))?;
-        }
-        for &i in &missing {
-            out[i] = labels[slot[&pairs[i]]];
+            if wait_for.is_empty() {
+                break;
+            }
+            let mut state = self.lock_state();
+            while wait_for
+                .iter()
+                .any(|&i| state.in_flight.contains(&pairs[i]))
+            {
+                state = self.settled.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            drop(state);
+            for &i in &wait_for {
+                waited.insert(pairs[i].clone());
+            }
+            pending = wait_for;
         }
         Ok(out)
     }

@@ -52,15 +52,18 @@ pub enum Source {
     Mined,
     /// A pair built from a synthetic query.
     Synthetic,
+    /// A label corrected by an engagement audit's second labeler.
+    Audit,
 }
 
 impl Source {
     /// All sources, in a fixed order.
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 5] = [
         Source::Human,
         Source::Labeler,
         Source::Mined,
         Source::Synthetic,
+        Source::Audit,
     ];
 
     /// The lower-case name used in files.
@@ -70,6 +73,7 @@ impl Source {
             Source::Labeler => "labeler",
             Source::Mined => "mined",
             Source::Synthetic => "synthetic",
+            Source::Audit => "audit",
         }
     }
 }
@@ -88,8 +92,9 @@ impl std::str::FromStr for Source {
             "labeler" | "llm" => Ok(Source::Labeler),
             "mined" => Ok(Source::Mined),
             "synthetic" => Ok(Source::Synthetic),
+            "audit" => Ok(Source::Audit),
             other => Err(format!(
-                "unknown source {other:?} (expected human, labeler, mined or synthetic)"
+                "unknown source {other:?} (expected human, labeler, mined, synthetic or audit)"
             )),
         }
     }

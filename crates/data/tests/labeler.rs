@@ -150,3 +150,102 @@ fn cache_file_errors_and_torn_lines() {
         "{err}"
     );
 }
+
+/// Fails on the `fail_at`-th call to `label`, after answering the earlier calls.
+struct FailsLater {
+    calls: Mutex<usize>,
+    fail_at: usize,
+}
+
+impl Labeler for FailsLater {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        let mut calls = self.calls.lock().unwrap();
+        *calls += 1;
+        anyhow::ensure!(*calls != self.fail_at, "scripted failure");
+        Ok(pairs
+            .iter()
+            .map(|(q, _)| Some((q.len() % 3) as u8))
+            .collect())
+    }
+    fn identity(&self) -> String {
+        "counting-v1".into()
+    }
+}
+
+#[test]
+fn labels_before_an_error_are_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.jsonl");
+    let ps: Vec<(String, String)> = (0..10)
+        .map(|i| (format!("query {i}"), format!("item{i}")))
+        .collect();
+    let failing = FailsLater {
+        calls: Mutex::new(0),
+        fail_at: 3,
+    };
+    let c = CachedLabeler::open(failing, &path, "g1")
+        .unwrap()
+        .with_chunk_size(3);
+    assert!(c.label(&ps).is_err());
+    drop(c);
+    // Two chunks of three were answered before the failure and are in the file.
+    let c = CachedLabeler::open(counting(), &path, "g1").unwrap();
+    assert_eq!(c.cached(), 6);
+    let got = c.label(&ps).unwrap();
+    assert_eq!((c.hits(), c.misses()), (6, 4));
+    assert_eq!(c.inner().asked.lock().unwrap().len(), 4);
+    assert!(got.iter().all(Option::is_some));
+}
+
+#[test]
+fn concurrent_callers_share_one_answer_per_pair() {
+    /// Slow, so that callers overlap.
+    struct Slow(Counting);
+    impl Labeler for Slow {
+        fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            self.0.label(pairs)
+        }
+        fn identity(&self) -> String {
+            self.0.identity()
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = CachedLabeler::open(Slow(counting()), dir.path().join("c.jsonl"), "g1")
+        .unwrap()
+        .with_chunk_size(2);
+    let ps: Vec<(String, String)> = (0..8).map(|i| (format!("q{i}"), format!("i{i}"))).collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (c, ps) = (&c, &ps);
+            s.spawn(move || {
+                let mut mine = ps.clone();
+                mine.rotate_left(t * 2);
+                let got = c.label(&mine).unwrap();
+                for (p, l) in mine.iter().zip(got) {
+                    assert_eq!(l, Some((p.0.len() % 3) as u8));
+                }
+            });
+        }
+    });
+    let mut asked = c.inner().0.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 8, "{asked:?}");
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked.len(), 8);
+    assert_eq!(c.hits() + c.misses(), 32);
+}
+
+#[test]
+fn default_scores_are_certain() {
+    let c = counting();
+    let got = c
+        .label_scored(&pairs(&[("ab", "x"), ("abstain", "y")]))
+        .unwrap();
+    let s = got[0].unwrap();
+    assert_eq!(
+        (s.label, s.probs, s.confidence()),
+        (2, [0.0, 0.0, 1.0], 1.0)
+    );
+    assert!(got[1].is_none());
+}

@@ -1,9 +1,11 @@
 //! One module per subcommand group; each parses its arguments and calls the library.
+pub mod audit;
 pub mod bench;
 pub mod data;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod label;
 pub mod labeler;
 pub mod pipeline;
 pub mod train;
