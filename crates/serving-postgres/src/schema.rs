@@ -283,7 +283,7 @@ pub(crate) async fn describe(client: &impl GenericClient, table: &str) -> Result
     };
     let row = client
         .query_one(
-            &format!("SELECT count(*), pg_total_relation_size($1) FROM {quoted}"),
+            &format!("SELECT count(*), pg_total_relation_size($1::oid::regclass) FROM {quoted}"),
             &[&oid],
         )
         .await
