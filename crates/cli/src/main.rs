@@ -47,6 +47,11 @@ enum Command {
     Label(commands::label::LabelArgs),
     /// Engagement audit: relabel judgments that disagree with engagement (paper section 3.2).
     Audit(commands::audit::AuditArgs),
+    /// Serving index: build, add, replace, delete, info.
+    #[command(subcommand)]
+    Index(commands::index::IndexCommand),
+    /// Serve embeddings and search over an index (HTTP, loopback by default).
+    Serve(Box<commands::serve::ServeArgs>),
     /// Benchmarks run side by side with a baseline.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -88,6 +93,8 @@ fn main() {
         Command::Labeler(c) => commands::labeler::run(c),
         Command::Label(a) => commands::label::run(a),
         Command::Audit(a) => commands::audit::run(a),
+        Command::Index(c) => commands::index::run(c),
+        Command::Serve(a) => commands::serve::run(*a),
         Command::Bench(c) => commands::bench::run(c),
     };
     if let Err(e) = result {

@@ -2,42 +2,69 @@
 //! constants), tokens = lower-cased runs of letters and digits.
 //!
 //! A query is the disjunction of its tokens (a repeated token counts once per occurrence, as
-//! in Lucene's classic query parser). Items are identified by their position in the text
-//! list given to [`Bm25Index::build`].
+//! in Lucene's classic query parser). Items are identified by their position: the index in
+//! the text list given to [`Bm25Index::build`], or the position given with each text to
+//! [`Bm25Index::create`] and [`Bm25Index::update`] (an on-disk index used by the server, with
+//! the same scoring).
 
 use rayon::prelude::*;
+use std::path::Path;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
-use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
+
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
+};
 use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer};
-use tantivy::{DocAddress, DocId, DocSet, Index, IndexReader, TERMINATED, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, DocId, DocSet, Index, IndexReader, ReloadPolicy, TERMINATED, TantivyDocument, Term,
+};
 
 use crate::search::Hit;
 
 const TOKENIZER: &str = "strata_lower_alnum";
 /// Indexing memory budget.
 const WRITER_MEMORY: usize = 256 << 20;
+/// Field names.
+const TEXT_FIELD: &str = "text";
+const POS_FIELD: &str = "pos";
+/// No item at this position.
+const NO_ADDRESS: DocAddress = DocAddress {
+    segment_ord: u32::MAX,
+    doc_id: 0,
+};
 
 /// Errors from the lexical index.
 #[derive(Debug, thiserror::Error)]
 pub enum Bm25Error {
     #[error("BM25 index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
+    #[error("BM25 index in {path}: {source}")]
+    Open {
+        path: String,
+        source: tantivy::TantivyError,
+    },
     #[error("BM25 index: no texts to index")]
     Empty,
     #[error("BM25 index: item {0} is out of range")]
     UnknownItem(u32),
+    #[error("BM25 index: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// An in-memory BM25 index.
+/// A BM25 index, in memory ([`Bm25Index::build`]) or in a directory ([`Bm25Index::create`],
+/// [`Bm25Index::open`], [`Bm25Index::update`]); both score identically.
 pub struct Bm25Index {
+    index: Index,
     field: Field,
     reader: IndexReader,
     analyzer: TextAnalyzer,
     /// Per segment: doc id -> item position.
     positions: Vec<Vec<u32>>,
-    /// Item position -> (segment ordinal, doc id).
+    /// Item position -> (segment ordinal, doc id); [`NO_ADDRESS`] where no item is.
     addresses: Vec<DocAddress>,
+    /// Items indexed (positions with an address).
+    live: usize,
 }
 
 fn analyzer() -> TextAnalyzer {
@@ -46,66 +73,168 @@ fn analyzer() -> TextAnalyzer {
         .build()
 }
 
+fn schema() -> Schema {
+    let mut sb = Schema::builder();
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(TOKENIZER)
+        .set_index_option(IndexRecordOption::WithFreqs)
+        .set_fieldnorms(true);
+    sb.add_text_field(
+        TEXT_FIELD,
+        TextOptions::default().set_indexing_options(indexing),
+    );
+    sb.add_u64_field(POS_FIELD, FAST | INDEXED);
+    sb.build()
+}
+
+fn add_all<'a>(
+    index: &Index,
+    items: impl IntoIterator<Item = (u32, &'a str)>,
+    deletes: &[u32],
+) -> Result<usize, Bm25Error> {
+    let schema = index.schema();
+    let field = schema.get_field(TEXT_FIELD)?;
+    let pos_field = schema.get_field(POS_FIELD)?;
+    let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, WRITER_MEMORY)?;
+    for &d in deletes {
+        writer.delete_term(Term::from_field_u64(pos_field, d as u64));
+    }
+    let mut n = 0;
+    for (pos, text) in items {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(field, text);
+        doc.add_u64(pos_field, pos as u64);
+        writer.add_document(doc)?;
+        n += 1;
+    }
+    writer.commit()?;
+    // One segment without deleted documents: the corpus statistics (document count, average
+    // length, document frequencies) then equal those of a fresh build over the same items.
+    let segments = index.searchable_segment_ids()?;
+    if !segments.is_empty() && (segments.len() > 1 || !deletes.is_empty()) {
+        writer.merge(&segments).wait()?;
+    }
+    writer.wait_merging_threads()?;
+    Ok(n)
+}
+
 impl Bm25Index {
-    /// Indexes `texts`; item `i` is `texts[i]`.
+    /// Indexes `texts` in memory; item `i` is `texts[i]`.
     pub fn build<S: AsRef<str>>(texts: &[S]) -> Result<Self, Bm25Error> {
         if texts.is_empty() {
             return Err(Bm25Error::Empty);
         }
-        let mut sb = Schema::builder();
-        let indexing = TextFieldIndexing::default()
-            .set_tokenizer(TOKENIZER)
-            .set_index_option(IndexRecordOption::WithFreqs)
-            .set_fieldnorms(true);
-        let field = sb.add_text_field(
-            "text",
-            TextOptions::default().set_indexing_options(indexing),
-        );
-        let pos_field = sb.add_u64_field("pos", FAST);
-        let index = Index::create_in_ram(sb.build());
+        let index = Index::create_in_ram(schema());
         index.tokenizers().register(TOKENIZER, analyzer());
-        let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, WRITER_MEMORY)?;
-        for (i, t) in texts.iter().enumerate() {
-            let mut doc = TantivyDocument::default();
-            doc.add_text(field, t.as_ref());
-            doc.add_u64(pos_field, i as u64);
-            writer.add_document(doc)?;
+        add_all(
+            &index,
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i as u32, t.as_ref())),
+            &[],
+        )?;
+        Self::from_index(index)
+    }
+
+    /// Indexes `(position, text)` pairs in a new index in `dir` (created if needed; it must not
+    /// hold an index yet).
+    pub fn create<'a>(
+        dir: &Path,
+        items: impl IntoIterator<Item = (u32, &'a str)>,
+    ) -> Result<Self, Bm25Error> {
+        std::fs::create_dir_all(dir)?;
+        let index = Index::create_in_dir(dir, schema()).map_err(|source| Bm25Error::Open {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        index.tokenizers().register(TOKENIZER, analyzer());
+        if add_all(&index, items, &[])? == 0 {
+            return Err(Bm25Error::Empty);
         }
-        writer.commit()?;
-        drop(writer);
-        let reader = index.reader()?;
+        Self::from_index(index)
+    }
+
+    /// Opens an index written by [`Bm25Index::create`] (memory-mapped).
+    pub fn open(dir: &Path) -> Result<Self, Bm25Error> {
+        let index = Index::open_in_dir(dir).map_err(|source| Bm25Error::Open {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        index.tokenizers().register(TOKENIZER, analyzer());
+        Self::from_index(index)
+    }
+
+    /// Deletes the items at `deletes` and adds `(position, text)` pairs (a replaced item is
+    /// deleted and added again), then merges the index into one segment so that scores equal
+    /// those of a fresh build over the resulting items. Returns the reopened index.
+    pub fn update<'a>(
+        self,
+        deletes: &[u32],
+        adds: impl IntoIterator<Item = (u32, &'a str)>,
+    ) -> Result<Self, Bm25Error> {
+        let index = self.index.clone();
+        drop(self);
+        add_all(&index, adds, deletes)?;
+        Self::from_index(index)
+    }
+
+    fn from_index(index: Index) -> Result<Self, Bm25Error> {
+        let schema = index.schema();
+        let field = schema.get_field(TEXT_FIELD)?;
+        // The index changes only through `update`, which reopens it: no reload watcher.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
         let searcher = reader.searcher();
         let mut positions = Vec::with_capacity(searcher.segment_readers().len());
-        let mut addresses = vec![DocAddress::new(u32::MAX, 0); texts.len()];
+        let mut addresses: Vec<DocAddress> = Vec::new();
+        let mut live = 0;
         for (seg, sr) in searcher.segment_readers().iter().enumerate() {
-            let col = sr.fast_fields().u64("pos")?;
+            let col = sr.fast_fields().u64(POS_FIELD)?;
             let map: Vec<u32> = (0..sr.max_doc())
                 .map(|d| col.first(d).unwrap_or(u64::MAX) as u32)
                 .collect();
             for (d, &p) in map.iter().enumerate() {
-                if let Some(a) = addresses.get_mut(p as usize) {
-                    *a = DocAddress::new(seg as u32, d as DocId);
+                if sr.is_deleted(d as DocId) || p == u32::MAX {
+                    continue;
                 }
+                let p = p as usize;
+                if addresses.len() <= p {
+                    addresses.resize(p + 1, NO_ADDRESS);
+                }
+                addresses[p] = DocAddress::new(seg as u32, d as DocId);
+                live += 1;
             }
             positions.push(map);
         }
         Ok(Bm25Index {
+            index,
             field,
             reader,
             analyzer: analyzer(),
             positions,
             addresses,
+            live,
         })
     }
 
     /// Number of indexed items.
     pub fn len(&self) -> usize {
-        self.addresses.len()
+        self.live
     }
 
-    /// Always false (an empty index is rejected).
+    /// True when no item is indexed (only possible after deleting every item).
     pub fn is_empty(&self) -> bool {
-        self.addresses.is_empty()
+        self.live == 0
+    }
+
+    /// Whether an item is indexed at `position`.
+    pub fn contains(&self, position: u32) -> bool {
+        self.addresses
+            .get(position as usize)
+            .is_some_and(|a| a.segment_ord != u32::MAX)
     }
 
     /// The analysed tokens of a text, as the index sees them.
@@ -182,6 +311,7 @@ impl Bm25Index {
             let a = self
                 .addresses
                 .get(item as usize)
+                .filter(|a| a.segment_ord != u32::MAX)
                 .ok_or(Bm25Error::UnknownItem(item))?;
             targets.push((a.segment_ord, a.doc_id, slot));
         }
@@ -298,5 +428,56 @@ mod tests {
             Bm25Index::build::<&str>(&[]),
             Err(Bm25Error::Empty)
         ));
+    }
+
+    #[test]
+    fn on_disk_index_scores_like_the_in_memory_one_and_updates_like_a_fresh_build() {
+        let texts = catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let mem = Bm25Index::build(&texts).unwrap();
+        let disk = Bm25Index::create(
+            &dir.path().join("a"),
+            texts.iter().enumerate().map(|(i, t)| (i as u32, *t)),
+        )
+        .unwrap();
+        let reopened = Bm25Index::open(&dir.path().join("a")).unwrap();
+        for q in ["cordless drill", "garden hose", "driver"] {
+            let a = mem.search(q, 10).unwrap();
+            assert_eq!(a, disk.search(q, 10).unwrap(), "{q}");
+            assert_eq!(a, reopened.search(q, 10).unwrap(), "{q}");
+        }
+        drop(disk);
+        // Delete item 1, replace item 3 (delete, re-add at position 6), add item 7.
+        let updated = reopened
+            .update(
+                &[1, 3],
+                [(6, "Drill Press Stand, heavy"), (7, "Cordless Leaf Blower")],
+            )
+            .unwrap();
+        assert_eq!(updated.len(), 6);
+        assert!(!updated.contains(1) && !updated.contains(3) && updated.contains(7));
+        let final_texts: Vec<(u32, &str)> = vec![
+            (0, texts[0]),
+            (2, texts[2]),
+            (4, texts[4]),
+            (5, texts[5]),
+            (6, "Drill Press Stand, heavy"),
+            (7, "Cordless Leaf Blower"),
+        ];
+        let fresh = Bm25Index::create(&dir.path().join("b"), final_texts).unwrap();
+        for q in ["cordless drill", "drill press", "blower", "hammer"] {
+            let a = updated.search(q, 10).unwrap();
+            let b = fresh.search(q, 10).unwrap();
+            assert_eq!(a.len(), b.len(), "{q}");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.item, y.item, "{q}");
+                assert!((x.score - y.score).abs() < 1e-6, "{q}: {x:?} vs {y:?}");
+            }
+        }
+        assert!(matches!(
+            updated.score_items("drill", &[3]),
+            Err(Bm25Error::UnknownItem(3))
+        ));
+        assert!(Bm25Index::open(&dir.path().join("missing")).is_err());
     }
 }

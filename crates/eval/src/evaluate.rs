@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use strata_data::{Side, TextEncoder};
 
 use crate::bm25::Bm25Index;
-use crate::hybrid::Fusion;
+use crate::hybrid::{Fusion, hybrid_rank};
 use crate::input::{Catalog, LeftOut, Qrels, ResolvedQuery, UnknownItems, resolve};
 pub use crate::margins::ScoredPair;
 use crate::margins::{MarginReport, hard_pair_margins, label_pair_margins, score_summary_by_label};
@@ -235,6 +235,8 @@ pub struct EvalResult {
     pub label_margins: Vec<((u8, u8), Vec<f64>)>,
     /// Thresholds between strata, or why none could be derived.
     pub thresholds: Result<Thresholds, String>,
+    /// The system's top [`K_MAX`] items of each query (index = [`ScoredPair::query`]).
+    pub rankings: Vec<Vec<Hit>>,
 }
 
 fn bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
@@ -400,30 +402,24 @@ pub fn evaluate(
             let r = (0..queries.len())
                 .into_par_iter()
                 .map(|qi| -> anyhow::Result<Vec<Hit>> {
-                    let lex = b.search(&queries[qi].text, candidates)?;
-                    let mut seen = HashSet::new();
-                    let items: Vec<u32> = sem[qi]
-                        .iter()
-                        .chain(&lex)
-                        .map(|h| h.item)
-                        .filter(|i| seen.insert(*i))
-                        .collect();
                     let qrow = &qv[qi * d..(qi + 1) * d];
-                    let s: Vec<f32> = items
-                        .iter()
-                        .map(|&i| dot(qrow, index.row(i as usize)))
-                        .collect();
-                    let l = b.score_items(&queries[qi].text, &items)?;
-                    let f = fusion.fuse(&items, &s, &l);
-                    let mut fused: Vec<Hit> = items
-                        .iter()
-                        .zip(&f)
-                        .map(|(&item, &score)| Hit { item, score })
-                        .collect();
-                    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-                    fused.truncate(K_MAX);
+                    let fused = hybrid_rank(
+                        &queries[qi].text,
+                        &sem[qi],
+                        |i| dot(qrow, index.row(i as usize)),
+                        b,
+                        candidates,
+                        fusion,
+                        K_MAX,
+                    )?;
                     pb.inc(1);
-                    Ok(fused)
+                    Ok(fused
+                        .into_iter()
+                        .map(|h| Hit {
+                            item: h.item,
+                            score: h.score,
+                        })
+                        .collect())
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             pb.finish_and_clear();
@@ -585,6 +581,7 @@ pub fn evaluate(
         hard_margins,
         label_margins,
         thresholds,
+        rankings: hits,
     })
 }
 

@@ -29,6 +29,15 @@ impl std::str::FromStr for ItemText {
     }
 }
 
+impl std::fmt::Display for ItemText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ItemText::Name => "name",
+            ItemText::NameAndTaxonomy => "name+taxonomy",
+        })
+    }
+}
+
 /// The text of one item.
 pub fn item_text(item: &Item, how: ItemText) -> String {
     match how {

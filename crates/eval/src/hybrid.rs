@@ -7,7 +7,12 @@
 //!   with ranks from 1 over the candidates; an item matching no query token (BM25 score 0)
 //!   gets no lexical term.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
+
+use crate::bm25::{Bm25Error, Bm25Index};
+use crate::search::Hit;
 
 /// How to blend the two scores. `alpha` weighs the semantic side (1 = semantic only).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,6 +72,59 @@ impl Fusion {
             }
         }
     }
+}
+
+/// One item of a hybrid ranking, with the scores it was ranked by.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FusedHit {
+    /// Item position.
+    pub item: u32,
+    /// The fused score.
+    pub score: f32,
+    /// Cosine similarity with the query.
+    pub semantic: f32,
+    /// BM25 score (0 when the item matches no query token).
+    pub lexical: f32,
+}
+
+/// The hybrid ranking of one query, exactly as `strata eval --system hybrid` ranks it and the
+/// server's hybrid search answers it.
+///
+/// Candidates are the semantic hits (`semantic`, best first, typically the exact top
+/// `candidates`) followed by the top `candidates` BM25 hits not among them. Every candidate is
+/// scored on both sides (`semantic_score(item)`, the query-item cosine; BM25 from `bm25`),
+/// blended by `fusion`, sorted by fused score (ties by item position) and cut to `k`.
+pub fn hybrid_rank(
+    query: &str,
+    semantic: &[Hit],
+    semantic_score: impl Fn(u32) -> f32,
+    bm25: &Bm25Index,
+    candidates: usize,
+    fusion: Fusion,
+    k: usize,
+) -> Result<Vec<FusedHit>, Bm25Error> {
+    let lex = bm25.search(query, candidates)?;
+    let mut seen = HashSet::new();
+    let items: Vec<u32> = semantic
+        .iter()
+        .chain(&lex)
+        .map(|h| h.item)
+        .filter(|i| seen.insert(*i))
+        .collect();
+    let s: Vec<f32> = items.iter().map(|&i| semantic_score(i)).collect();
+    let l = bm25.score_items(query, &items)?;
+    let f = fusion.fuse(&items, &s, &l);
+    let mut fused: Vec<FusedHit> = (0..items.len())
+        .map(|i| FusedHit {
+            item: items[i],
+            score: f[i],
+            semantic: s[i],
+            lexical: l[i],
+        })
+        .collect();
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+    fused.truncate(k);
+    Ok(fused)
 }
 
 /// Scores rescaled to [0, 1] by the candidates' minimum and maximum; all 0 when they are equal.

@@ -31,7 +31,7 @@ pub mod tokens;
 pub use bm25::Bm25Index;
 pub use compare::{CompareTable, compare_runs, load_run};
 pub use evaluate::{EvalOptions, EvalResult, Metrics, System, evaluate};
-pub use hybrid::Fusion;
+pub use hybrid::{FusedHit, Fusion, hybrid_rank};
 pub use input::{Catalog, Judgment, LeftOut, Qrels, UnknownItems};
 pub use margins::ScoredPair;
 pub use report::{RunFiles, write_run};

@@ -21,6 +21,8 @@ use crate::thresholds::{Criterion, Thresholds, derive_thresholds};
 pub struct RunFiles {
     pub metrics: PathBuf,
     pub judged_scores: PathBuf,
+    /// `rankings.jsonl`: per query, the system's top items and scores.
+    pub rankings: PathBuf,
     /// `None` when no thresholds could be derived.
     pub thresholds: Option<PathBuf>,
     pub plots: Vec<PathBuf>,
@@ -30,6 +32,23 @@ pub struct RunFiles {
 
 fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// One line per query: `{"query": ..., "items": [ids], "scores": [..]}`, best first.
+fn write_rankings(path: &Path, result: &EvalResult) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for (q, hits) in result.queries.iter().zip(&result.rankings) {
+        let items: Vec<&str> = hits
+            .iter()
+            .map(|h| result.item_ids[h.item as usize].as_str())
+            .collect();
+        let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
+        out.push_str(
+            &serde_json::json!({"query": q, "items": items, "scores": scores}).to_string(),
+        );
+        out.push('\n');
+    }
+    write_file(path, out)
 }
 
 /// Writes every file of a run into `dir` (created if missing).
@@ -43,6 +62,9 @@ pub fn write_run(dir: &Path, result: &EvalResult) -> anyhow::Result<RunFiles> {
 
     let judged_scores = dir.join("judged_scores.tsv");
     write_judged_scores(&judged_scores, result)?;
+
+    let rankings = dir.join("rankings.jsonl");
+    write_rankings(&rankings, result)?;
 
     let thresholds = match &result.thresholds {
         Ok(t) => {
@@ -72,6 +94,7 @@ pub fn write_run(dir: &Path, result: &EvalResult) -> anyhow::Result<RunFiles> {
     Ok(RunFiles {
         metrics,
         judged_scores,
+        rankings,
         thresholds,
         plots,
         report_md,

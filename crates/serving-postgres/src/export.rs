@@ -135,6 +135,10 @@ pub struct ExportOptions {
     pub maintenance_work_mem: Option<String>,
     /// `max_parallel_maintenance_workers` for the index builds; `None` keeps the server's.
     pub parallel_workers: Option<u32>,
+    /// Free-form metadata stored with the table (as its comment), read back as
+    /// [`TableInfo::metadata`](crate::TableInfo::metadata): strata keeps the model stamp and
+    /// the score thresholds there so that a server can refuse a model/table mismatch.
+    pub metadata: Option<String>,
 }
 
 impl Default for ExportOptions {
@@ -145,6 +149,7 @@ impl Default for ExportOptions {
             hnsw: HnswParams::default(),
             maintenance_work_mem: Some("1GB".into()),
             parallel_workers: None,
+            metadata: None,
         }
     }
 }
@@ -352,6 +357,13 @@ async fn export_into(
         .await
         .map_err(Error::db("building the full-text index"))?;
     let index_seconds = index_start.elapsed().as_secs_f64();
+    if let Some(metadata) = &options.metadata {
+        // COMMENT takes no bind parameters: quote the text as a literal.
+        client
+            .batch_execute(&format!("COMMENT ON TABLE {t} IS {}", literal(metadata)))
+            .await
+            .map_err(Error::db("storing the table metadata"))?;
+    }
 
     // Swap the staging table in.
     let target = Names::new(&options.table);
@@ -378,6 +390,11 @@ async fn export_into(
             options.table
         )))?;
     Ok((copy_seconds, index_seconds))
+}
+
+/// `text` as an SQL string literal (standard_conforming_strings: only quotes are doubled).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// The `vector` type as installed by pgvector (its OID differs between databases).

@@ -31,6 +31,10 @@
 //! With [`Metric::InnerProduct`] the HNSW index uses `vector_ip_ops` instead; both rank
 //! L2-normalised embeddings identically and the reported semantic score is the cosine.
 //!
+//! [`export_index`] and [`PgSearchBackend`] connect this crate to strata-serving: a table
+//! exported from an index directory carries the index's model stamp and thresholds, and serves
+//! the strata server's `/search` (`strata index export --to`, `strata serve --backend`).
+//!
 //! The `testing` feature adds [`testing::PgCluster`], a throwaway PostgreSQL cluster on
 //! loopback for tests (see `scripts/setup-postgres.sh` for installing PostgreSQL and pgvector).
 
@@ -38,6 +42,7 @@ mod error;
 mod export;
 mod schema;
 mod search;
+mod serving;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -45,6 +50,7 @@ pub use error::Error;
 pub use export::{ExportBatch, ExportOptions, ExportReport, export};
 pub use schema::{HnswParams, Metric, TableInfo, validate_table_name};
 pub use search::{BackendOptions, PgBackend, SearchHit, SearchMode};
+pub use serving::{METADATA_KIND, PgSearchBackend, TableMetadata, export_index};
 pub use strata_eval::hybrid::Fusion;
 
 /// The result type of this crate.

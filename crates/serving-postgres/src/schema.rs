@@ -160,6 +160,8 @@ pub struct TableInfo {
     pub text_index: bool,
     /// Size of the table with its indexes and TOAST data, in bytes.
     pub bytes: u64,
+    /// The metadata stored at export ([`ExportOptions::metadata`](crate::ExportOptions::metadata)).
+    pub metadata: Option<String>,
 }
 
 /// The SQL `tsquery` for `text_param` (e.g. `$2`): the query's tokens under the `simple`
@@ -283,13 +285,17 @@ pub(crate) async fn describe(client: &impl GenericClient, table: &str) -> Result
     };
     let row = client
         .query_one(
-            &format!("SELECT count(*), pg_total_relation_size($1::oid::regclass) FROM {quoted}"),
+            &format!(
+                "SELECT count(*), pg_total_relation_size($1::oid::regclass),
+                        obj_description($1::oid, 'pg_class') FROM {quoted}"
+            ),
             &[&oid],
         )
         .await
         .map_err(Error::db(format!("counting the rows of {table:?}")))?;
     let items: i64 = row.get(0);
     let bytes: i64 = row.get(1);
+    let metadata: Option<String> = row.get(2);
     Ok(TableInfo {
         table: table.to_string(),
         items: items as u64,
@@ -298,6 +304,7 @@ pub(crate) async fn describe(client: &impl GenericClient, table: &str) -> Result
         hnsw,
         text_index,
         bytes: bytes as u64,
+        metadata,
     })
 }
 

@@ -13,6 +13,9 @@ pub enum BenchCommand {
     /// One training step on a fixed batch of real instances, split into forward, backward and
     /// optimizer (compare: bench/train_step_torch.py, which reads the batch from --dump).
     Train(TrainBenchArgs),
+    /// Load test of `strata serve` (/search or /embed) on a loopback address: fixed request
+    /// count and duration cap, target rate or max rate, optional rate sweep.
+    Serve(Box<super::serve::ServeBenchArgs>),
 }
 
 #[derive(Args)]
@@ -73,6 +76,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
     match c {
         BenchCommand::Embed(a) => embed(a),
         BenchCommand::Train(a) => train_step(a),
+        BenchCommand::Serve(a) => super::serve::bench(*a),
     }
 }
 

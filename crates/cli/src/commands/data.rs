@@ -55,12 +55,12 @@ pub fn run(c: DataCommand) -> anyhow::Result<()> {
 }
 
 /// Progress bars for the library's long-running stages.
-struct Bars {
+pub(crate) struct Bars {
     bar: Mutex<Option<ProgressBar>>,
 }
 
 impl Bars {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Bars {
             bar: Mutex::new(None),
         }

@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// Model directory: a strata model or a Hugging Face folder (dense and hybrid systems).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Reuse the item embeddings of an index built by `strata index build` with the same
+    /// model and item text (skips embedding the catalog; items it lacks are embedded).
+    #[arg(long)]
+    pub item_embeddings: Option<PathBuf>,
     /// System to evaluate (default: dense with --model).
     #[arg(long, value_enum)]
     pub system: Option<SystemKind>,
@@ -182,7 +186,36 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         Some(m) => Some(load_embedder(&a, m)?),
         None => None,
     };
-    let system = match (kind, &embedder) {
+    let index = match (&a.item_embeddings, &a.model) {
+        (Some(dir), Some(model)) => {
+            let idx = strata_serving::ItemIndex::open(dir)?;
+            let fp = strata_serving::model_fingerprint(model)?;
+            idx.manifest()
+                .check_model(&model.display().to_string(), &fp)?;
+            let want = a.item_text.to_string();
+            anyhow::ensure!(
+                idx.manifest().item_text == want,
+                "--item-embeddings {}: the index embedded item text {:?}, this evaluation uses {want:?}",
+                dir.display(),
+                idx.manifest().item_text
+            );
+            Some(idx)
+        }
+        (Some(_), None) => {
+            bail!("--item-embeddings needs --model (the model the index was built with)")
+        }
+        (None, _) => None,
+    };
+    let indexed = match (&index, &embedder) {
+        (Some(idx), Some(e)) => Some(strata_serving::IndexedItems::new(idx, e)?),
+        _ => None,
+    };
+    let embedder: Option<&dyn strata_data::TextEncoder> = match (&indexed, &embedder) {
+        (Some(i), _) => Some(i),
+        (None, Some(e)) => Some(e),
+        (None, None) => None,
+    };
+    let system = match (kind, embedder) {
         (SystemKind::Bm25, _) => System::Bm25,
         (SystemKind::Dense, Some(e)) => System::Dense(e),
         (SystemKind::Hybrid, Some(e)) => System::Hybrid {

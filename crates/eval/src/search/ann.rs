@@ -1,5 +1,7 @@
 //! Approximate search with an HNSW graph (usearch), inner-product metric.
 
+use std::path::Path;
+
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -17,35 +19,119 @@ fn ann_err(e: impl std::fmt::Display) -> SearchError {
     SearchError::Ann(e.to_string())
 }
 
+fn path_str(path: &Path) -> Result<String, SearchError> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| SearchError::Ann(format!("{}: not a UTF-8 path", path.display())))
+}
+
+fn options(dim: usize, params: HnswParams) -> IndexOptions {
+    IndexOptions {
+        dimensions: dim,
+        metric: MetricKind::IP,
+        quantization: ScalarKind::F32,
+        connectivity: params.connectivity,
+        expansion_add: params.expansion_add,
+        expansion_search: params.expansion_search,
+        multi: false,
+    }
+}
+
 impl HnswIndex {
-    /// Builds the graph over `data` (`n * dim` floats), inserting in parallel.
+    /// Builds the graph over `data` (`n * dim` floats), inserting in parallel; row `i` gets
+    /// key (item position) `i`.
     pub fn build(data: &[f32], dim: usize, params: HnswParams) -> Result<Self, SearchError> {
         let n = check_matrix("items", data, dim)?;
         if n == 0 {
             return Err(SearchError::Empty);
         }
-        let options = IndexOptions {
-            dimensions: dim,
-            metric: MetricKind::IP,
-            quantization: ScalarKind::F32,
-            connectivity: params.connectivity,
-            expansion_add: params.expansion_add,
-            expansion_search: params.expansion_search,
-            multi: false,
-        };
-        let index = Index::new(&options).map_err(ann_err)?;
+        Self::build_keyed(data, dim, params, |i| i as u32)
+    }
+
+    /// Builds the graph over the rows of `data`, row `i` under key `key(i)`.
+    pub fn build_keyed(
+        data: &[f32],
+        dim: usize,
+        params: HnswParams,
+        key: impl Fn(usize) -> u32 + Sync,
+    ) -> Result<Self, SearchError> {
+        let n = check_matrix("items", data, dim)?;
+        let index = Index::new(&options(dim, params)).map_err(ann_err)?;
         index
-            .reserve_capacity_and_threads(n, rayon::current_num_threads().max(1))
+            .reserve_capacity_and_threads(n.max(1), rayon::current_num_threads().max(1))
             .map_err(ann_err)?;
         data.par_chunks_exact(dim)
             .enumerate()
-            .try_for_each(|(i, row)| index.add(i as u64, row).map_err(ann_err))?;
+            .try_for_each(|(i, row)| index.add(key(i) as u64, row).map_err(ann_err))?;
         Ok(HnswIndex {
             index,
             dim,
             n,
             params,
         })
+    }
+
+    /// Writes the graph to `path`.
+    pub fn save(&self, path: &Path) -> Result<(), SearchError> {
+        self.index.save(&path_str(path)?).map_err(ann_err)
+    }
+
+    /// Opens a graph written by [`HnswIndex::save`]: memory-mapped and read-only (`view`), or
+    /// loaded into memory so that it can be changed (`load`).
+    pub fn open(
+        path: &Path,
+        dim: usize,
+        params: HnswParams,
+        read_only: bool,
+    ) -> Result<Self, SearchError> {
+        let index = Index::new(&options(dim, params)).map_err(ann_err)?;
+        let p = path_str(path)?;
+        if read_only {
+            index.view(&p)
+        } else {
+            index.load(&p)
+        }
+        .map_err(|e| SearchError::Ann(format!("{}: {e}", path.display())))?;
+        if index.dimensions() != dim {
+            return Err(SearchError::DimMismatch {
+                got: index.dimensions(),
+                expected: dim,
+            });
+        }
+        index.change_expansion_search(params.expansion_search);
+        let n = index.size();
+        Ok(HnswIndex {
+            index,
+            dim,
+            n,
+            params,
+        })
+    }
+
+    /// Adds rows under the given keys (the index must have been loaded, not viewed).
+    pub fn add(&mut self, keys: &[u32], data: &[f32]) -> Result<(), SearchError> {
+        let n = check_matrix("items", data, self.dim)?;
+        if n != keys.len() {
+            return Err(SearchError::Ann(format!(
+                "{} keys for {n} rows",
+                keys.len()
+            )));
+        }
+        self.index
+            .reserve(self.index.capacity().max(self.index.size()) + n)
+            .map_err(ann_err)?;
+        for (k, row) in keys.iter().zip(data.chunks_exact(self.dim)) {
+            self.index.add(*k as u64, row).map_err(ann_err)?;
+        }
+        self.n = self.index.size();
+        Ok(())
+    }
+
+    /// Removes the row under `key`; returns whether it was there.
+    pub fn remove(&mut self, key: u32) -> Result<bool, SearchError> {
+        let removed = self.index.remove(key as u64).map_err(ann_err)? > 0;
+        self.n = self.index.size();
+        Ok(removed)
     }
 
     /// The parameters the index was built with.

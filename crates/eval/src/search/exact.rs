@@ -12,19 +12,20 @@ const QUERY_BLOCK: usize = 128;
 /// Items per block (a 128 x 512 score block is 256 KiB).
 const ITEM_BLOCK: usize = 512;
 
-/// Exact inner-product search over an owned row-major matrix of L2-normalised rows.
+/// Exact inner-product search over a row-major matrix of L2-normalised rows, held in any
+/// storage that reads as `&[f32]` (an owned `Vec<f32>` by default, or e.g. a memory map).
 #[derive(Clone, Debug)]
-pub struct ExactIndex {
-    data: Vec<f32>,
+pub struct ExactIndex<D = Vec<f32>> {
+    data: D,
     dim: usize,
     n: usize,
 }
 
-impl ExactIndex {
+impl<D: AsRef<[f32]>> ExactIndex<D> {
     /// Indexes `data` (`n * dim` floats, rows L2-normalised). Fails on an empty, ragged,
     /// non-finite or non-normalised matrix.
-    pub fn new(data: Vec<f32>, dim: usize) -> Result<Self, SearchError> {
-        let n = check_matrix("items", &data, dim)?;
+    pub fn new(data: D, dim: usize) -> Result<Self, SearchError> {
+        let n = check_matrix("items", data.as_ref(), dim)?;
         if n == 0 {
             return Err(SearchError::Empty);
         }
@@ -33,12 +34,12 @@ impl ExactIndex {
 
     /// The indexed matrix.
     pub fn vectors(&self) -> &[f32] {
-        &self.data
+        self.data.as_ref()
     }
 
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
+        &self.data.as_ref()[i * self.dim..(i + 1) * self.dim]
     }
 
     /// Top-k of each query row of `qblock` among items `[from, to)`.
@@ -50,7 +51,7 @@ impl ExactIndex {
         let mut start = from;
         while start < to {
             let nb = ITEM_BLOCK.min(to - start);
-            let items = &self.data[start * dim..(start + nb) * dim];
+            let items = &self.data.as_ref()[start * dim..(start + nb) * dim];
             // SAFETY: dst is m x nb row-major inside `buf` (m * ITEM_BLOCK >= m * nb floats);
             // lhs is the m x dim row-major query block; rhs is the dim x nb matrix whose column
             // j is item row `start + j` (column stride dim, row stride 1), all within `items`.
@@ -95,7 +96,7 @@ impl ExactIndex {
     }
 }
 
-impl VectorSearch for ExactIndex {
+impl<D: AsRef<[f32]> + Send + Sync> VectorSearch for ExactIndex<D> {
     fn dim(&self) -> usize {
         self.dim
     }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Serving on the Home Depot catalog with a given model:
+#  1. `strata eval` (dense and hybrid) on 500 judged queries over the whole catalog;
+#  2. `strata index build` (thresholds from the dense run) and `strata serve` on loopback;
+#  3. the 500 queries sent to /search in semantic and hybrid mode, compared with the eval
+#     rankings: fraction of queries with an identical top 10 (must be >= 0.99) and NDCG@10 of
+#     the served hybrid results next to the eval's hybrid metrics;
+#  4. `strata bench serve` on /search: a sustained 100 QPS run (p99), then a rate sweep for the
+#     highest rate with p99 <= 50 ms.
+# Embedding the 54,667 items takes minutes on a CPU, three times (two evals, one index).
+#   bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+model="${1:?usage: bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]}"
+work="${2:-$repo/target/serve-homedepot}"
+port="${3:-18080}"
+data="${HOMEDEPOT:-$repo/../shared/data/homedepot}"
+[ -f "$data/products.tsv" ] || { echo "bench: $data/products.tsv not found (set HOMEDEPOT)" >&2; exit 1; }
+(cd "$repo" && cargo build --release --workspace -q)
+strata="$repo/target/release/strata"
+mkdir -p "$work"
+
+# 500 judged queries (the first 500 distinct queries of the judgments file).
+python3 - "$data/judgments.tsv" "$work/judgments500.tsv" <<'PY'
+import sys
+src, dst = sys.argv[1:3]
+seen, out = set(), []
+with open(src) as f:
+    header = f.readline()
+    for line in f:
+        q = line.split("\t", 1)[0]
+        if q not in seen:
+            if len(seen) == 500:
+                continue
+            seen.add(q)
+        out.append(line)
+with open(dst, "w") as f:
+    f.write(header)
+    f.writelines(out)
+PY
+
+for system in dense hybrid; do
+  if [ ! -f "$work/eval-$system/rankings.jsonl" ]; then
+    echo "== strata eval --system $system"
+    "$strata" eval --catalog "$data/products.tsv" --judgments "$work/judgments500.tsv" \
+      --model "$model" --system "$system" --out "$work/eval-$system"
+  fi
+done
+
+if [ ! -f "$work/index/manifest.json" ]; then
+  echo "== strata index build"
+  "$strata" index build --model "$model" --catalog "$data/products.tsv" --out "$work/index" \
+    --thresholds "$work/eval-dense/thresholds.json"
+fi
+
+echo "== strata serve on 127.0.0.1:$port"
+"$strata" serve --model "$model" --index "$work/index" --host 127.0.0.1 --port "$port" \
+  2> "$work/serve.log" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
+  kill -0 $server 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 1
+done
+
+echo "== /search vs strata eval"
+python3 - "$port" "$work" <<'PY'
+import json, math, sys, urllib.request
+port, work = sys.argv[1], sys.argv[2]
+def rankings(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f]
+def search(q, mode, k):
+    body = json.dumps({"query": q, "mode": mode, "k": k}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/search", body,
+                                 {"content-type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["results"]
+labels = {}
+with open(f"{work}/judgments500.tsv") as f:
+    cols = f.readline().rstrip("\n").split("\t")
+    qi, ii, li = cols.index("query"), cols.index("product_uid"), cols.index("label")
+    for line in f:
+        c = line.rstrip("\n").split("\t")
+        labels.setdefault(c[qi], {})[c[ii]] = int(c[li])
+gain = {2: 1.0, 1: 0.5, 0: 0.0}
+def ndcg10(q, ids):
+    judged = labels.get(q, {})
+    g = [gain[judged[i]] if i in judged else 0.0 for i in ids[:10]]
+    ideal = sorted((gain[l] for l in judged.values()), reverse=True)[:10]
+    dcg = lambda xs: sum(x / math.log2(r + 2) for r, x in enumerate(xs))
+    return None if dcg(ideal) <= 0 else dcg(g) / dcg(ideal)
+out = {}
+for mode, system in [("semantic", "dense"), ("hybrid", "hybrid")]:
+    ev = rankings(f"{work}/eval-{system}/rankings.jsonl")
+    same, nd = 0, []
+    for r in ev:
+        got = [h["id"] for h in search(r["query"], mode, 10)]
+        same += got == r["items"][:10]
+        n = ndcg10(r["query"], got)
+        if n is not None:
+            nd.append(n)
+    metrics = json.load(open(f"{work}/eval-{system}/metrics.json"))
+    out[mode] = {
+        "queries": len(ev),
+        "identical_top10": same / len(ev),
+        "served_ndcg@10": sum(nd) / len(nd),
+        "eval_ndcg@10": metrics["ndcg@10"],
+        "eval_recall@10": metrics["recall@10"],
+    }
+    print(f"{mode}: {same}/{len(ev)} queries with the eval's top 10 "
+          f"({same / len(ev):.4f}); NDCG@10 served {sum(nd) / len(nd):.4f}, "
+          f"eval {metrics['ndcg@10']:.4f} (recall@10 {metrics['recall@10']:.4f})")
+json.dump(out, open(f"{work}/agreement.json", "w"), indent=2)
+ok = all(v["identical_top10"] >= 0.99 for v in out.values())
+print("agreement >= 0.99:", "PASS" if ok else "FAIL")
+PY
+
+echo "== strata bench serve: /search semantic at a sustained 100 QPS"
+"$strata" bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
+  --endpoint search --mode semantic --rate 100 --requests 3000 --max-seconds 40 \
+  --concurrency 16 --out "$work/bench-100qps.json"
+echo "== strata bench serve: rate sweep, p99 <= 50 ms"
+"$strata" bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
+  --endpoint search --mode semantic --sweep 50,100,150,200,300,400,600,800 --p99-ms 50 \
+  --requests 1500 --max-seconds 15 --concurrency 32 --out "$work/bench-sweep.json"

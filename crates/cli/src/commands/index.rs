@@ -1,0 +1,296 @@
+//! `strata index build|add|replace|delete|info`: the serving index (strata-serving).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use strata_eval::from_data::ItemText;
+use strata_eval::{HnswParams, Thresholds};
+use strata_model::{BatchLimits, LoadOptions};
+use strata_serving::server::load_model;
+use strata_serving::{BuildOptions, ItemIndex, Manifest, ModelStamp, Quantization, Update};
+
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Build an index directory from a model and a catalog.
+    Build(BuildArgs),
+    /// Add new items (ids must not be in the index).
+    Add(ItemsArgs),
+    /// Replace items by id with new versions.
+    Replace(ItemsArgs),
+    /// Delete items by id.
+    Delete(DeleteArgs),
+    /// Print an index manifest.
+    Info(InfoArgs),
+    /// Export an index into PostgreSQL + pgvector (items, texts, embeddings; HNSW and
+    /// full-text indexes), for `strata serve --backend postgres://...`.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model directory: a strata model or a Hugging Face folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Compute device: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Most texts per forward pass.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Most padded tokens per forward pass.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+    /// Truncation length (tokens) for a Hugging Face folder.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> anyhow::Result<strata_serving::ServedModel> {
+        load_model(
+            &self.model,
+            &LoadOptions {
+                max_len: self.max_len,
+                ..Default::default()
+            },
+            &self.device,
+            BatchLimits {
+                max_batch: self.batch_size,
+                max_tokens: self.max_tokens,
+            },
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Catalog file (any format strata-data reads).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Index directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Item text: name+taxonomy or name (as `strata eval --item-text`).
+    #[arg(long, default_value = "name+taxonomy")]
+    pub item_text: ItemText,
+    /// thresholds.json of a `strata eval` run (or the run directory).
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
+    /// Also write a reduced-precision copy of the embeddings: f16 or int8.
+    #[arg(long)]
+    pub quantize: Option<Quantization>,
+    /// HNSW graph degree.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, default_value_t = 128)]
+    pub hnsw_ef_construction: usize,
+    /// HNSW candidate list size while searching.
+    #[arg(long, default_value_t = 128)]
+    pub hnsw_ef_search: usize,
+}
+
+#[derive(Args)]
+pub struct ItemsArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Index directory.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Items file (any catalog format strata-data reads).
+    #[arg(long)]
+    pub items: PathBuf,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// Index directory.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Item ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// A file of item ids, one per line.
+    #[arg(long)]
+    pub ids_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// Index directory.
+    #[arg(long)]
+    pub index: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Index directory built by `strata index build`.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Database URL, e.g. postgres://user@127.0.0.1:5432/db (the pgvector extension must be
+    /// installable there: scripts/setup-postgres.sh).
+    #[arg(long)]
+    pub to: String,
+    /// Table to write (replaced atomically when it exists).
+    #[arg(long, default_value = "strata_items")]
+    pub table: String,
+    /// pgvector HNSW graph degree.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: u32,
+    /// pgvector HNSW candidate list size while building.
+    #[arg(long, default_value_t = 64)]
+    pub hnsw_ef_construction: u32,
+    /// maintenance_work_mem for the index builds.
+    #[arg(long, default_value = "1GB")]
+    pub maintenance_work_mem: String,
+}
+
+fn read_thresholds(path: &Path) -> anyhow::Result<Thresholds> {
+    let file = if path.is_dir() {
+        path.join("thresholds.json")
+    } else {
+        path.to_path_buf()
+    };
+    Thresholds::read(&file)
+}
+
+fn progress_opts() -> BuildOptions {
+    BuildOptions {
+        progress: true,
+        ..Default::default()
+    }
+}
+
+pub fn run(c: IndexCommand) -> anyhow::Result<()> {
+    match c {
+        IndexCommand::Build(a) => build(a),
+        IndexCommand::Add(a) => items(a, false),
+        IndexCommand::Replace(a) => items(a, true),
+        IndexCommand::Delete(a) => delete(a),
+        IndexCommand::Export(a) => export(a),
+        IndexCommand::Info(a) => {
+            let m = Manifest::read(&a.index)?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+            Ok(())
+        }
+    }
+}
+
+fn build(a: BuildArgs) -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    let catalog = strata_data::load_catalog(&a.catalog)?;
+    let thresholds = a.thresholds.as_deref().map(read_thresholds).transpose()?;
+    let model = a.model.load()?;
+    let opts = BuildOptions {
+        item_text: a.item_text,
+        hnsw: HnswParams {
+            connectivity: a.hnsw_m,
+            expansion_add: a.hnsw_ef_construction,
+            expansion_search: a.hnsw_ef_search,
+        },
+        quantization: a.quantize,
+        thresholds,
+        ..progress_opts()
+    };
+    let stamp = ModelStamp {
+        path: model.name.clone(),
+        fingerprint: model.fingerprint.clone(),
+    };
+    let index = ItemIndex::build(&a.out, catalog.items(), &*model.encoder, stamp, &opts)
+        .with_context(|| format!("building the index in {}", a.out.display()))?;
+    eprintln!(
+        "indexed {} items (dimension {}) in {} in {:.1}s",
+        index.len(),
+        index.dim(),
+        a.out.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn items(a: ItemsArgs, replace: bool) -> anyhow::Result<()> {
+    let catalog = strata_data::load_catalog(&a.items)?;
+    let model = a.model.load()?;
+    let stamp = ModelStamp {
+        path: model.name.clone(),
+        fingerprint: model.fingerprint.clone(),
+    };
+    let items = catalog.items().to_vec();
+    let update = if replace {
+        Update {
+            replace: items,
+            ..Default::default()
+        }
+    } else {
+        Update {
+            add: items,
+            ..Default::default()
+        }
+    };
+    let (_, report) = ItemIndex::update(
+        &a.index,
+        &update,
+        Some((&*model.encoder as &dyn strata_data::TextEncoder, &stamp)),
+        &progress_opts(),
+    )?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    let mut ids = a.ids;
+    if let Some(f) = &a.ids_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        ids.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    anyhow::ensure!(!ids.is_empty(), "no ids to delete (--ids or --ids-file)");
+    let update = Update {
+        delete: ids,
+        ..Default::default()
+    };
+    let (_, report) = ItemIndex::update(&a.index, &update, None, &progress_opts())?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn export(a: ExportArgs) -> anyhow::Result<()> {
+    use strata_serving_postgres::{ExportOptions, HnswParams as PgHnsw, export_index};
+    let index = ItemIndex::open(&a.index)?;
+    let options = ExportOptions {
+        table: a.table.clone(),
+        hnsw: PgHnsw {
+            m: a.hnsw_m,
+            ef_construction: a.hnsw_ef_construction,
+        },
+        maintenance_work_mem: Some(a.maintenance_work_mem.clone()),
+        ..Default::default()
+    };
+    let progress = super::data::Bars::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = rt
+        .block_on(export_index(&a.to, &index, &options, &progress))
+        .with_context(|| format!("exporting {} into table {}", a.index.display(), a.table))?;
+    eprintln!(
+        "exported {} items (dimension {}) into {} in {:.1}s (copy {:.1}s, indexes {:.1}s)",
+        report.items,
+        report.dim,
+        report.table,
+        report.total_seconds,
+        report.copy_seconds,
+        report.index_seconds
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

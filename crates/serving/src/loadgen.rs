@@ -1,0 +1,269 @@
+//! A bounded load generator for a strata server on a loopback address: a fixed number of
+//! requests under a duration cap, at a target rate (open loop) or as fast as `concurrency`
+//! connections allow, reporting throughput, latency percentiles and errors.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::backend::Mode;
+
+/// The endpoint under load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// `POST /embed` with one query.
+    Embed,
+    /// `POST /search` with one query.
+    Search,
+}
+
+/// A load run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8080` (loopback only).
+    pub url: String,
+    pub target: Target,
+    /// Requests to send.
+    pub requests: usize,
+    /// Stop sending after this long.
+    pub max_duration: Duration,
+    /// Requests per second (open loop); `None`: as fast as possible.
+    pub rate: Option<f64>,
+    /// Connections (worker threads).
+    pub concurrency: usize,
+    /// Query texts, used in turn.
+    pub queries: Vec<String>,
+    /// Search mode and depth.
+    pub mode: Mode,
+    pub k: usize,
+    /// Bearer token.
+    pub api_key: Option<String>,
+}
+
+/// What a load run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    pub target: Target,
+    /// Target rate (`None`: max rate).
+    pub target_qps: Option<f64>,
+    pub concurrency: usize,
+    pub sent: usize,
+    pub ok: usize,
+    pub errors: usize,
+    /// Failures by HTTP status or transport error.
+    pub error_kinds: BTreeMap<String, usize>,
+    pub seconds: f64,
+    /// Successful responses per second.
+    pub qps: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = self
+            .target_qps
+            .map_or("max".to_string(), |r| format!("{r:.0}"));
+        write!(
+            f,
+            "{:?} target {rate} qps x{}: {} sent, {} ok, {} errors in {:.2}s -> {:.1} qps; latency ms mean {:.2} p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
+            self.target,
+            self.concurrency,
+            self.sent,
+            self.ok,
+            self.errors,
+            self.seconds,
+            self.qps,
+            self.mean_ms,
+            self.p50_ms,
+            self.p95_ms,
+            self.p99_ms,
+            self.max_ms
+        )?;
+        if !self.error_kinds.is_empty() {
+            write!(f, " {:?}", self.error_kinds)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `url` is `http://` on a loopback address (127.0.0.0/8, ::1 or localhost) and
+/// returns it without a trailing slash.
+pub fn check_loopback(url: &str) -> anyhow::Result<String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    ensure!(
+        uri.scheme_str() == Some("http"),
+        "{url}: only http:// URLs on a loopback address are allowed"
+    );
+    let host = uri
+        .host()
+        .with_context(|| format!("{url}: no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!(
+            "{url}: the load generator only targets loopback addresses (127.0.0.1, ::1, localhost)"
+        );
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The `q`-quantile (nearest rank) of sorted values.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Sends the load and measures it. In rate mode a request's latency counts from its scheduled
+/// send time, so a server that falls behind shows it in the percentiles.
+pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
+    let base = check_loopback(&cfg.url)?;
+    ensure!(!cfg.queries.is_empty(), "no queries to send");
+    ensure!(cfg.requests > 0, "the request count must be positive");
+    ensure!(cfg.concurrency > 0, "the concurrency must be positive");
+    if let Some(r) = cfg.rate {
+        ensure!(
+            r > 0.0 && r.is_finite(),
+            "the rate must be positive, got {r}"
+        );
+    }
+    let url = match cfg.target {
+        Target::Embed => format!("{base}/embed"),
+        Target::Search => format!("{base}/search"),
+    };
+    let bodies: Vec<String> = cfg
+        .queries
+        .iter()
+        .map(|q| match cfg.target {
+            Target::Embed => json!({"inputs": q, "truncate": true}).to_string(),
+            Target::Search => json!({"query": q, "k": cfg.k, "mode": cfg.mode}).to_string(),
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<(Vec<f64>, BTreeMap<String, usize>)> = Mutex::default();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..cfg.concurrency {
+            s.spawn(|| {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(30)))
+                    .build()
+                    .into();
+                let mut lat = Vec::new();
+                let mut errs: BTreeMap<String, usize> = BTreeMap::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= cfg.requests || start.elapsed() >= cfg.max_duration {
+                        break;
+                    }
+                    let scheduled = match cfg.rate {
+                        Some(r) => {
+                            let at = start + Duration::from_secs_f64(i as f64 / r);
+                            if at > start + cfg.max_duration {
+                                break;
+                            }
+                            let now = Instant::now();
+                            if at > now {
+                                std::thread::sleep(at - now);
+                            }
+                            at
+                        }
+                        None => Instant::now(),
+                    };
+                    let mut req = agent.post(&url).header("content-type", "application/json");
+                    if let Some(k) = &cfg.api_key {
+                        req = req.header("authorization", &format!("Bearer {k}"));
+                    }
+                    let outcome = req
+                        .send(bodies[i % bodies.len()].as_str())
+                        .and_then(|mut r| {
+                            let status = r.status().as_u16();
+                            r.body_mut().read_to_string().map(|_| status)
+                        });
+                    let ms = scheduled.elapsed().as_secs_f64() * 1e3;
+                    match outcome {
+                        Ok(200) => lat.push(ms),
+                        Ok(status) => *errs.entry(status.to_string()).or_default() += 1,
+                        Err(e) => *errs.entry(format!("transport: {e}")).or_default() += 1,
+                    }
+                }
+                let mut r = results.lock().expect("results lock");
+                r.0.extend(lat);
+                for (k, v) in errs {
+                    *r.1.entry(k).or_default() += v;
+                }
+            });
+        }
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let (mut lat, error_kinds) = results.into_inner().expect("results lock");
+    lat.sort_by(f64::total_cmp);
+    let errors: usize = error_kinds.values().sum();
+    let ok = lat.len();
+    Ok(LoadReport {
+        target: cfg.target,
+        target_qps: cfg.rate,
+        concurrency: cfg.concurrency,
+        sent: ok + errors,
+        ok,
+        errors,
+        error_kinds,
+        seconds,
+        qps: ok as f64 / seconds.max(1e-9),
+        mean_ms: if ok == 0 {
+            f64::NAN
+        } else {
+            lat.iter().sum::<f64>() / ok as f64
+        },
+        p50_ms: quantile(&lat, 0.50),
+        p95_ms: quantile(&lat, 0.95),
+        p99_ms: quantile(&lat, 0.99),
+        max_ms: lat.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_http_urls_are_accepted() {
+        assert_eq!(
+            check_loopback("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(check_loopback("http://localhost:1").is_ok());
+        assert!(check_loopback("http://[::1]:1").is_ok());
+        assert!(check_loopback("http://10.0.0.1:80").is_err());
+        assert!(check_loopback("http://example.com").is_err());
+        assert!(check_loopback("https://127.0.0.1:1").is_err());
+        assert!(check_loopback("not a url").is_err());
+    }
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 1.0), 100.0);
+        assert_eq!(quantile(&[3.0], 0.5), 3.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+}

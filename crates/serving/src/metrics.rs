@@ -1,0 +1,82 @@
+//! Prometheus metrics of the server: request counts by route and status, request latency by
+//! route, and embedding batch sizes.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The server's metrics registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram>,
+    batch: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("strata");
+        let requests = Family::<Labels, Counter>::default();
+        let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
+            // 0.1 ms .. ~3.3 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        let batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "embed_batch_size",
+            "Texts per embedding batch",
+            batch.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            batch,
+        }
+    }
+
+    /// Records one request.
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&vec![
+                ("route", route.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.latency
+            .get_or_create(&vec![("route", route.to_string())])
+            .observe(seconds);
+    }
+
+    /// Records the size of one embedding batch.
+    pub fn observe_batch(&self, texts: usize) {
+        self.batch.observe(texts as f64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,961 @@
+//! Serving tests with tiny random-initialised models: index build/open, model mismatch,
+//! incremental updates, and real servers on 127.0.0.1 (ephemeral ports).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use burn::tensor::Device;
+use serde_json::{Value, json};
+use strata_data::{Item, Side, TextEncoder};
+use strata_eval::from_data::{ItemText, catalog, qrels};
+use strata_eval::{Criterion, EvalOptions, Fusion, HnswParams, System, derive_thresholds};
+use strata_model::{Embedder, EncoderConfig, LoadOptions, TextTokenizer, TowerConfig, TwoTower};
+use strata_serving::server::{self, load_model};
+use strata_serving::{
+    BuildOptions, IndexBackend, ItemIndex, ModelStamp, Quantization, SearchBackend, SearchResponse,
+    ServedModel, ServerConfig, Update,
+};
+
+const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
+const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
+const EXTRA: [&str; 6] = ["cordless", "steel", "heavy", "duty", "pro", "set"];
+
+fn tokenizer_json() -> String {
+    let mut words = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
+    words.extend(COLOURS.iter().chain(&THINGS).chain(&EXTRA));
+    let vocab: serde_json::Map<String, Value> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), Value::from(i)))
+        .collect();
+    let special = |id: u32, content: &str| {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+    };
+    json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "[PAD]"), special(1, "[UNK]"), special(2, "[CLS]"), special(3, "[SEP]")],
+        "normalizer": {"type": "Lowercase"},
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {
+                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
+            }
+        },
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    })
+    .to_string()
+}
+
+/// A tiny random strata model directory (seeded), truncating at 16 tokens.
+fn tiny_model(root: &Path, name: &str, seed: u64) -> PathBuf {
+    let dir = root.join(name);
+    let device = Device::flex();
+    device.seed(seed);
+    let vocab = 4 + COLOURS.len() + THINGS.len() + EXTRA.len();
+    let cfg = TowerConfig {
+        encoder: EncoderConfig::tiny(vocab),
+        projection_dim: Some(16),
+        asymmetric: false,
+        query_prefix: String::new(),
+        item_prefix: String::new(),
+        max_len: 16,
+        base_model: "tiny".into(),
+    };
+    let model = TwoTower::init(&cfg, &device);
+    let tok: tokenizers::Tokenizer = tokenizer_json().parse().unwrap();
+    let tok = TextTokenizer::new(tok, 16, 0).unwrap();
+    strata_model::save_model(&dir, &model, &cfg, &tok).unwrap();
+    dir
+}
+
+/// Items "<extra> <colour> <thing>" and "<colour> <thing>", taxonomy "tools > <thing>s".
+fn items() -> Vec<Item> {
+    let mut out = Vec::new();
+    for (c, colour) in COLOURS.iter().enumerate() {
+        for (t, thing) in THINGS.iter().enumerate() {
+            for (v, extra) in [None, Some(EXTRA[(c + t) % EXTRA.len()])]
+                .iter()
+                .enumerate()
+            {
+                let name = match extra {
+                    Some(e) => format!("{e} {colour} {thing}"),
+                    None => format!("{colour} {thing}"),
+                };
+                let mut it = Item::new(format!("i{c}{t}{v}"), name);
+                it.taxonomy = vec!["tools".into(), format!("{thing}s")];
+                out.push(it);
+            }
+        }
+    }
+    out
+}
+
+fn queries() -> Vec<String> {
+    let mut q = Vec::new();
+    for (i, c) in COLOURS.iter().enumerate() {
+        q.push(format!("{c} {}", THINGS[i]));
+        q.push(format!("cordless {}", THINGS[(i + 2) % THINGS.len()]));
+    }
+    q.push("heavy duty steel".into());
+    q
+}
+
+fn stamp(model: &ServedModel) -> ModelStamp {
+    ModelStamp {
+        path: model.name.clone(),
+        fingerprint: model.fingerprint.clone(),
+    }
+}
+
+fn served(dir: &Path) -> ServedModel {
+    load_model(
+        dir,
+        &LoadOptions::default(),
+        "cpu",
+        strata_model::BatchLimits::default(),
+    )
+    .unwrap()
+}
+
+/// Exact search: ANN parameters large enough to search the whole small graph.
+fn hnsw() -> HnswParams {
+    HnswParams {
+        connectivity: 16,
+        expansion_add: 200,
+        expansion_search: 200,
+    }
+}
+
+fn build(dir: &Path, model: &ServedModel, items: &[Item], opts: &BuildOptions) -> ItemIndex {
+    ItemIndex::build(dir, items, &*model.encoder, stamp(model), opts).unwrap()
+}
+
+fn thresholds() -> strata_eval::Thresholds {
+    derive_thresholds(
+        &[(0.9, 2), (0.8, 2), (0.5, 1), (0.4, 1), (0.1, 0), (-0.2, 0)],
+        Criterion::BalancedAccuracy,
+    )
+    .unwrap()
+}
+
+#[test]
+fn index_build_open_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = served(&tiny_model(tmp.path(), "m", 1));
+    let items = items();
+    let dir = tmp.path().join("idx");
+    let opts = BuildOptions {
+        hnsw: hnsw(),
+        quantization: Some(Quantization::F16),
+        thresholds: Some(thresholds()),
+        ..Default::default()
+    };
+    let built = build(&dir, &model, &items, &opts);
+    drop(built);
+    let idx = ItemIndex::open(&dir).unwrap();
+    let m = idx.manifest();
+    assert_eq!((m.count, m.slots, m.dim), (items.len(), items.len(), 16));
+    assert_eq!(m.item_text, "name+taxonomy");
+    assert_eq!(m.model.fingerprint, model.fingerprint);
+    assert_eq!(m.thresholds.as_ref(), Some(&thresholds()));
+    assert_eq!(idx.len(), items.len());
+    // Metadata and vectors: the item tower's embedding of the eval item text.
+    let texts: Vec<String> = items
+        .iter()
+        .map(|i| strata_eval::from_data::item_text(i, ItemText::NameAndTaxonomy))
+        .collect();
+    assert_eq!(texts[1], "cordless red drill, in tools > drills");
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let want = model.encoder.encode(&refs, Side::Item).unwrap();
+    for (slot, (it, text)) in items.iter().zip(&texts).enumerate() {
+        let meta = idx.item(slot as u32);
+        assert_eq!((&meta.id, &meta.text, &meta.name), (&it.id, text, &it.name));
+        assert_eq!(idx.slot_of(&it.id), Some(slot as u32));
+        let got = idx.vector(slot as u32);
+        for (a, b) in got.iter().zip(&want[slot * 16..(slot + 1) * 16]) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+    // The f16 copy holds the same values to half precision.
+    let f16 = std::fs::read(dir.join("embeddings.f16")).unwrap();
+    assert_eq!(f16.len(), items.len() * 16 * 2);
+    for (i, c) in f16.chunks_exact(2).enumerate().step_by(7) {
+        let v = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+        assert!((v - idx.vector((i / 16) as u32)[i % 16]).abs() < 1e-3);
+    }
+    // Int8 quantization round trip.
+    let (q, s) = strata_serving::index::quantize_int8(idx.vector(0), 16);
+    for (j, x) in idx.vector(0).iter().enumerate() {
+        assert!((q[j] as f32 * s[0] - x).abs() <= s[0] * 0.5 + 1e-6);
+    }
+    // Building over an existing index is refused; a corrupt manifest is reported.
+    let again = ItemIndex::build(&dir, &items, &*model.encoder, stamp(&model), &opts);
+    assert!(format!("{:#}", again.err().unwrap()).contains("already holds an index"));
+    std::fs::write(dir.join("manifest.json"), "{").unwrap();
+    let e = ItemIndex::open(&dir).err().unwrap();
+    assert!(format!("{e:#}").contains("not an index manifest"), "{e:#}");
+}
+
+#[test]
+fn model_index_mismatch_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = served(&tiny_model(tmp.path(), "a", 1));
+    let b = served(&tiny_model(tmp.path(), "b", 2));
+    assert_ne!(a.fingerprint, b.fingerprint);
+    let dir = tmp.path().join("idx");
+    let idx = build(&dir, &a, &items(), &BuildOptions::default());
+    let backend = Arc::new(IndexBackend::new(idx));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let e = rt
+        .block_on(server::start(cfg, b, backend, false))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("model/index mismatch"), "{e}");
+    let b = served(&tmp.path().join("b"));
+    let upd = Update {
+        add: vec![Item::new("new", "red saw")],
+        ..Default::default()
+    };
+    let sb = stamp(&b);
+    let e = ItemIndex::update(
+        &dir,
+        &upd,
+        Some((&*b.encoder as &dyn TextEncoder, &sb)),
+        &BuildOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("model/index mismatch"), "{e}");
+}
+
+fn rank_eq(what: &str, a: &[(String, f32)], b: &[(String, f32)]) {
+    assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
+    for (i, ((ia, sa), (ib, sb))) in a.iter().zip(b).enumerate() {
+        assert!((sa - sb).abs() < 1e-5, "{what} rank {i}: {sa} vs {sb}");
+        // Equal ids, or a tie within rounding.
+        assert!(
+            ia == ib || b.iter().any(|(id, s)| id == ia && (s - sa).abs() < 1e-5),
+            "{what} rank {i}: {ia} vs {ib}"
+        );
+    }
+}
+
+#[test]
+fn incremental_updates_equal_a_fresh_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = served(&tiny_model(tmp.path(), "m", 3));
+    let all = items();
+    let (initial, later) = all.split_at(60);
+    let dir = tmp.path().join("idx");
+    let opts = BuildOptions {
+        hnsw: hnsw(),
+        quantization: Some(Quantization::Int8),
+        ..Default::default()
+    };
+    build(&dir, &model, initial, &opts);
+    let mut renamed = initial[5].clone();
+    renamed.name = "pro gray rope".into();
+    let st = stamp(&model);
+    let m = Some((&*model.encoder as &dyn TextEncoder, &st));
+    let upd = Update {
+        add: later.to_vec(),
+        replace: vec![renamed.clone()],
+        delete: vec![initial[0].id.clone(), initial[7].id.clone()],
+    };
+    let (idx, report) = ItemIndex::update(&dir, &upd, m, &opts).unwrap();
+    assert_eq!((report.added, report.replaced, report.deleted), (12, 1, 2));
+    assert_eq!((report.count, report.slots), (70, 73));
+    // A second update: delete an added item, add a deleted id back.
+    let upd = Update {
+        add: vec![initial[0].clone()],
+        delete: vec![later[3].id.clone()],
+        ..Default::default()
+    };
+    let (idx2, _) = ItemIndex::update(&dir, &upd, m, &opts).unwrap();
+    drop(idx);
+    assert_eq!(idx2.len(), 70);
+    assert_eq!(
+        std::fs::metadata(dir.join("embeddings.i8")).unwrap().len(),
+        74 * 16
+    );
+    // Errors name the item.
+    let bad = Update {
+        add: vec![initial[1].clone()],
+        ..Default::default()
+    };
+    let e = ItemIndex::update(&dir, &bad, m, &opts).err().unwrap();
+    assert!(e.to_string().contains(&initial[1].id), "{e}");
+    let bad = Update {
+        delete: vec!["nope".into()],
+        ..Default::default()
+    };
+    assert!(ItemIndex::update(&dir, &bad, None, &opts).is_err());
+
+    // A fresh build over the live items in slot order.
+    let final_items: Vec<Item> = idx2
+        .live_items()
+        .map(|(_, m)| {
+            let mut it = Item::new(m.id.clone(), m.name.clone());
+            it.taxonomy = m.taxonomy.clone();
+            it
+        })
+        .collect();
+    assert!(final_items.iter().any(|i| i.name == "pro gray rope"));
+    assert!(!final_items.iter().any(|i| i.id == later[3].id));
+    let fresh = build(&tmp.path().join("fresh"), &model, &final_items, &opts);
+    let named = |idx: &ItemIndex, hits: Vec<strata_eval::Hit>| -> Vec<(String, f32)> {
+        hits.into_iter()
+            .map(|h| (idx.item(h.item).id.clone(), h.score))
+            .collect()
+    };
+    for q in queries() {
+        let e = model.encoder.encode(&[&q], Side::Query).unwrap();
+        let k = 20;
+        rank_eq(
+            &format!("exact {q}"),
+            &named(&idx2, idx2.exact(&e, k).unwrap()),
+            &named(&fresh, fresh.exact(&e, k).unwrap()),
+        );
+        rank_eq(
+            &format!("hnsw {q}"),
+            &named(&idx2, idx2.approximate(&e, k).unwrap()),
+            &named(&fresh, fresh.approximate(&e, k).unwrap()),
+        );
+        rank_eq(
+            &format!("bm25 {q}"),
+            &named(&idx2, idx2.lexical(&q, k).unwrap()),
+            &named(&fresh, fresh.lexical(&q, k).unwrap()),
+        );
+        let fusion = Fusion::Convex { alpha: 0.5 };
+        let h = |idx: &ItemIndex| -> Vec<(String, f32)> {
+            idx.hybrid(&q, &e, k, fusion, 1000)
+                .unwrap()
+                .into_iter()
+                .map(|h| (idx.item(h.item).id.clone(), h.score))
+                .collect()
+        };
+        rank_eq(&format!("hybrid {q}"), &h(&idx2), &h(&fresh));
+    }
+}
+
+fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct TestServer {
+    rt: tokio::runtime::Runtime,
+    server: Option<strata_serving::RunningServer>,
+    base: String,
+    agent: ureq::Agent,
+    key: Option<String>,
+}
+
+impl TestServer {
+    fn start(model: ServedModel, backend: IndexBackend, cfg: ServerConfig) -> Self {
+        Self::start_on(test_runtime(), model, Arc::new(backend), cfg)
+    }
+
+    /// Serves `backend` on `rt` (the runtime whose tasks drive the backend's connections).
+    fn start_on(
+        rt: tokio::runtime::Runtime,
+        model: ServedModel,
+        backend: Arc<dyn SearchBackend>,
+        cfg: ServerConfig,
+    ) -> Self {
+        let key = cfg.api_key.clone();
+        let server = rt
+            .block_on(server::start(cfg, model, backend, false))
+            .unwrap();
+        assert!(server.addr.ip().is_loopback());
+        let base = format!("http://{}", server.addr);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        TestServer {
+            rt,
+            server: Some(server),
+            base,
+            agent,
+            key,
+        }
+    }
+
+    fn post_raw(&self, path: &str, body: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(k) = key {
+            req = req.header("authorization", &format!("Bearer {k}"));
+        }
+        let mut r = req.send(body).unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string(), self.key.as_deref())
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(k) = &self.key {
+            req = req.header("authorization", &format!("Bearer {k}"));
+        }
+        let mut r = req.call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    }
+
+    fn search(&self, body: Value) -> SearchResponse {
+        let (s, v) = self.post("/search", body);
+        assert_eq!(s, 200, "{v}");
+        serde_json::from_value(v).unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown()).unwrap();
+        }
+    }
+}
+
+fn small_server(tmp: &Path, cfg: ServerConfig, exact: bool) -> (TestServer, Arc<dyn TextEncoder>) {
+    let dir = tiny_model(tmp, "m", 5);
+    let model = served(&dir);
+    let opts = BuildOptions {
+        hnsw: hnsw(),
+        thresholds: Some(thresholds()),
+        ..Default::default()
+    };
+    let idx = build(&tmp.join("idx"), &model, &items(), &opts);
+    let mut backend = IndexBackend::new(idx);
+    backend.exact_semantic = exact;
+    let enc: Arc<dyn TextEncoder> =
+        Arc::new(Embedder::load(&dir, &LoadOptions::default()).unwrap());
+    (TestServer::start(model, backend, cfg), enc)
+}
+
+#[test]
+fn every_endpoint_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let (srv, enc) = small_server(tmp.path(), cfg, false);
+    assert_eq!(srv.get("/health"), (200, r#"{"status":"ok"}"#.to_string()));
+    let (s, info) = srv.get("/info");
+    assert_eq!(s, 200);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["dim"], 16);
+    assert_eq!(info["index"]["items"], 72);
+    assert_eq!(info["max_input_tokens"], 16);
+
+    // /embed: one text, a list, the item side.
+    let (s, v) = srv.post("/embed", json!({"inputs": "red drill"}));
+    assert_eq!(s, 200, "{v}");
+    let want = enc.encode(&["red drill", "blue saw"], Side::Query).unwrap();
+    let got: Vec<Vec<f32>> = serde_json::from_value(v).unwrap();
+    assert_eq!(got.len(), 1);
+    for (a, b) in got[0].iter().zip(&want[..16]) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    let (s, v) = srv.post(
+        "/embed",
+        json!({"inputs": ["red drill", "blue saw"], "normalize": true, "truncate": false}),
+    );
+    assert_eq!(s, 200);
+    let got: Vec<Vec<f32>> = serde_json::from_value(v).unwrap();
+    assert_eq!(got.len(), 2);
+    for (a, b) in got.concat().iter().zip(&want) {
+        assert!((a - b).abs() < 1e-5);
+    }
+    let (s, v) = srv.post(
+        "/embed",
+        json!({"inputs": "cordless red drill, in tools > drills", "side": "item"}),
+    );
+    assert_eq!(s, 200);
+    let item_vec = enc
+        .encode(&["cordless red drill, in tools > drills"], Side::Item)
+        .unwrap();
+    let got: Vec<Vec<f32>> = serde_json::from_value(v).unwrap();
+    for (a, b) in got[0].iter().zip(&item_vec) {
+        assert!((a - b).abs() < 1e-5);
+    }
+
+    // /v1/embeddings (OpenAI).
+    let (s, v) = srv.post(
+        "/v1/embeddings",
+        json!({"input": ["red drill", "blue saw"], "model": "tiny", "encoding_format": "float"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "tiny");
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["data"][1]["object"], "embedding");
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 16);
+    // [CLS] red drill [SEP] + [CLS] blue saw [SEP].
+    assert_eq!(v["usage"]["prompt_tokens"], 8);
+    assert_eq!(v["usage"]["total_tokens"], 8);
+
+    // /search in every mode, with strata from the thresholds.
+    for mode in ["semantic", "lexical", "hybrid"] {
+        let r = srv.search(json!({"query": "red drill", "k": 5, "mode": mode}));
+        assert_eq!(r.results.len(), 5, "{mode}");
+        for (i, h) in r.results.iter().enumerate() {
+            assert_eq!(h.rank, i + 1);
+            let sem = h.semantic.unwrap();
+            assert_eq!(h.stratum, Some(thresholds().classify(sem)));
+            assert!(h.lexical.is_some());
+            if i > 0 {
+                assert!(r.results[i - 1].score >= h.score, "{mode} sorted");
+            }
+        }
+        if mode == "lexical" {
+            // BM25: items with both words first.
+            assert!(
+                r.results[0].text.contains("red drill"),
+                "{:?}",
+                r.results[0]
+            );
+        }
+    }
+    let all = srv.search(json!({"query": "red drill", "k": 72, "min_stratum": 0}));
+    let top = srv.search(json!({"query": "red drill", "k": 72, "min_stratum": 2}));
+    let n2 = all.results.iter().filter(|r| r.stratum == Some(2)).count();
+    assert_eq!(top.results.len(), n2);
+    assert!(top.results.iter().all(|r| r.stratum == Some(2)));
+
+    // /metrics after the requests above.
+    let (s, m) = srv.get("/metrics");
+    assert_eq!(s, 200);
+    assert!(
+        m.contains(r#"strata_http_requests_total{route="/embed",status="200"} 3"#),
+        "{m}"
+    );
+    assert!(
+        m.contains("strata_http_request_duration_seconds_bucket"),
+        "{m}"
+    );
+    assert!(m.contains("strata_embed_batch_size_count"), "{m}");
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_server_stays_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        port: 0,
+        api_key: Some("sesame".into()),
+        ..Default::default()
+    };
+    let (srv, _) = small_server(tmp.path(), cfg, false);
+    let check = |(status, v): (u16, Value), want: u16, kind: &str| {
+        assert_eq!(status, want, "{v}");
+        assert_eq!(v["error_type"], kind, "{v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    };
+    let ok_body = r#"{"inputs": "red drill"}"#;
+    // Authentication.
+    check(srv.post_raw("/embed", ok_body, None), 401, "unauthorized");
+    check(
+        srv.post_raw("/embed", ok_body, Some("wrong")),
+        401,
+        "unauthorized",
+    );
+    check(
+        srv.post_raw("/search", r#"{"query":"saw"}"#, None),
+        401,
+        "unauthorized",
+    );
+    let mut r = srv
+        .agent
+        .get(format!("{}/health", srv.base))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = r.body_mut().read_to_string();
+    // Empty input.
+    check(srv.post("/embed", json!({"inputs": ""})), 422, "empty");
+    check(srv.post("/embed", json!({"inputs": []})), 422, "empty");
+    check(
+        srv.post("/v1/embeddings", json!({"input": []})),
+        422,
+        "empty",
+    );
+    check(srv.post("/search", json!({"query": "  "})), 422, "empty");
+    // Too many inputs, too long an input, too large a body.
+    let many: Vec<&str> = vec!["red drill"; 10_000];
+    check(
+        srv.post("/embed", json!({ "inputs": many })),
+        413,
+        "validation",
+    );
+    let long = "a".repeat(1 << 20);
+    check(
+        srv.post("/embed", json!({ "inputs": long })),
+        413,
+        "validation",
+    );
+    check(
+        srv.post("/search", json!({ "query": long })),
+        413,
+        "validation",
+    );
+    let huge = "a".repeat((2 << 20) + 1024);
+    check(
+        srv.post("/embed", json!({ "inputs": huge })),
+        413,
+        "validation",
+    );
+    // Longer than the model's 16 tokens without truncation.
+    let words = "red drill ".repeat(20);
+    check(
+        srv.post("/embed", json!({"inputs": words, "truncate": false})),
+        413,
+        "validation",
+    );
+    let (s, _) = srv.post("/embed", json!({"inputs": words, "truncate": true}));
+    assert_eq!(s, 200);
+    // Wrong types, unknown mode, unknown side, bad parameters.
+    check(srv.post("/embed", json!({"inputs": 5})), 422, "validation");
+    check(
+        srv.post("/embed", json!({"inputs": [1, 2]})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post("/embed", json!({"text": "red"})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post("/embed", json!({"inputs": "red", "side": "left"})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post("/embed", json!({"inputs": "red", "normalize": false})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post("/search", json!({"query": "red", "mode": "fuzzy"})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post("/search", json!({"query": "red", "k": "ten"})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post("/search", json!({"query": "red", "k": 0})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post(
+            "/search",
+            json!({"query": "red", "mode": "hybrid", "alpha": 2.0}),
+        ),
+        422,
+        "validation",
+    );
+    check(
+        srv.post("/search", json!({"query": "red", "min_stratum": 3})),
+        422,
+        "validation",
+    );
+    check(
+        srv.post(
+            "/v1/embeddings",
+            json!({"input": "red", "encoding_format": "base64"}),
+        ),
+        422,
+        "validation",
+    );
+    // Malformed JSON.
+    check(
+        srv.post_raw("/embed", r#"{"inputs": "red"#, Some("sesame")),
+        400,
+        "malformed_request",
+    );
+    check(
+        srv.post_raw("/search", "not json", Some("sesame")),
+        400,
+        "malformed_request",
+    );
+    // Unknown route and method.
+    check(srv.post("/nope", json!({})), 404, "not_found");
+    let (s, body) = srv.get("/embed");
+    assert_eq!(s, 405);
+    assert!(body.contains("method_not_allowed"));
+    // Still up: a valid request succeeds, and the errors were counted.
+    let (s, v) = srv.post("/embed", json!({"inputs": ["red drill"]}));
+    assert_eq!(s, 200, "{v}");
+    let r = srv.search(json!({"query": "red drill", "mode": "hybrid"}));
+    assert_eq!(r.results.len(), 10);
+    let (_, m) = srv.get("/metrics");
+    assert!(
+        m.contains(r#"strata_http_requests_total{route="/embed",status="413"} 4"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"strata_http_requests_total{route="/embed",status="401"} 2"#),
+        "{m}"
+    );
+}
+
+#[test]
+fn semantic_search_matches_exact_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let (srv, enc) = small_server(tmp.path(), cfg, false);
+    let idx = ItemIndex::open(&tmp.path().join("idx")).unwrap();
+    let k = 10;
+    let mut same = 0;
+    let qs = queries();
+    for q in &qs {
+        let r = srv.search(json!({"query": q, "k": k, "mode": "semantic"}));
+        let e = enc.encode(&[q], Side::Query).unwrap();
+        let exact: Vec<(String, f32)> = idx
+            .exact(&e, k)
+            .unwrap()
+            .into_iter()
+            .map(|h| (idx.item(h.item).id.clone(), h.score))
+            .collect();
+        let got: Vec<(String, f32)> = r.results.iter().map(|h| (h.id.clone(), h.score)).collect();
+        rank_eq(q, &got, &exact);
+        same += 1;
+    }
+    assert_eq!(same, qs.len());
+}
+
+#[test]
+fn hybrid_search_equals_the_eval_hybrid_ranking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let (srv, enc) = small_server(tmp.path(), cfg, false);
+    // Judgments for the queries: the items whose name contains the query's last word.
+    let its = items();
+    let qs = queries();
+    let mut judgments = Vec::new();
+    for q in &qs {
+        let last = q.split(' ').next_back().unwrap();
+        for it in &its {
+            let label = if it.name.contains(q.as_str()) {
+                2
+            } else if it.name.contains(last) {
+                1
+            } else {
+                0
+            };
+            judgments.push(strata_data::Judgment::new(q.clone(), it.id.clone(), label));
+        }
+    }
+    let data = strata_data::Catalog::from_items(its).unwrap();
+    let cat = catalog(&data, ItemText::NameAndTaxonomy).unwrap();
+    let qrels = qrels(&judgments).unwrap();
+    for (fusion, body) in [
+        (
+            Fusion::Convex { alpha: 0.5 },
+            json!({"fusion": "convex", "alpha": 0.5}),
+        ),
+        (
+            Fusion::Rrf {
+                alpha: 0.3,
+                k: 60.0,
+            },
+            json!({"fusion": "rrf", "alpha": 0.3, "rrf_k": 60.0}),
+        ),
+    ] {
+        let system = System::Hybrid {
+            encoder: &*enc,
+            fusion,
+            candidates: 1000,
+        };
+        let res = strata_eval::evaluate(&cat, &qrels, system, &EvalOptions::default()).unwrap();
+        assert_eq!(res.queries.len(), qs.len());
+        for (q, hits) in res.queries.iter().zip(&res.rankings) {
+            let mut b = body.clone();
+            b["query"] = json!(q);
+            b["k"] = json!(100);
+            b["mode"] = json!("hybrid");
+            let r = srv.search(b);
+            let want: Vec<(String, f32)> = hits
+                .iter()
+                .map(|h| (res.item_ids[h.item as usize].clone(), h.score))
+                .collect();
+            let got: Vec<(String, f32)> =
+                r.results.iter().map(|h| (h.id.clone(), h.score)).collect();
+            rank_eq(&format!("{fusion:?} {q}"), &got, &want);
+        }
+    }
+}
+
+/// The same /search from an index directory and from the table `strata index export` writes
+/// into a real PostgreSQL + pgvector (scripts/setup-postgres.sh installs it): semantic results
+/// equal (the small graphs are searched exhaustively on both sides), strata from the same
+/// thresholds, a model mismatch refused, and lexical/hybrid answered from Postgres full-text
+/// search.
+#[test]
+fn pgvector_backend_serves_the_same_search_as_the_index() {
+    use strata_data::progress::NoProgress;
+    use strata_serving_postgres::testing::PgCluster;
+    use strata_serving_postgres::{
+        BackendOptions, ExportOptions, HnswParams as PgHnsw, PgSearchBackend, export_index,
+    };
+    let pg = PgCluster::start().unwrap_or_else(|e| panic!("could not start PostgreSQL: {e}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_model(tmp.path(), "m", 5);
+    let model = served(&dir);
+    let opts = BuildOptions {
+        hnsw: hnsw(),
+        thresholds: Some(thresholds()),
+        ..Default::default()
+    };
+    let idx = build(&tmp.path().join("idx"), &model, &items(), &opts);
+    let rt = test_runtime();
+    let export_opts = ExportOptions {
+        table: "served_items".into(),
+        hnsw: PgHnsw {
+            m: 16,
+            ef_construction: 200,
+        },
+        ..Default::default()
+    };
+    let report = rt
+        .block_on(export_index(&pg.url(), &idx, &export_opts, &NoProgress))
+        .unwrap();
+    assert_eq!(report.items, 72);
+    let pg_opts = BackendOptions {
+        ef_search: 200,
+        ..Default::default()
+    };
+    let backend = rt
+        .block_on(PgSearchBackend::connect(
+            &pg.url(),
+            "served_items",
+            pg_opts.clone(),
+        ))
+        .unwrap();
+    assert_eq!(backend.metadata().model.fingerprint, model.fingerprint);
+    assert_eq!(backend.metadata().thresholds, Some(thresholds()));
+    let info = backend.info();
+    assert_eq!(
+        (info.kind.as_str(), info.items, info.dim),
+        ("pgvector", 72, 16)
+    );
+
+    // Another model is refused before the server starts.
+    let other = served(&tiny_model(tmp.path(), "other", 6));
+    let refused = rt.block_on(server::start(
+        ServerConfig {
+            port: 0,
+            ..Default::default()
+        },
+        other,
+        Arc::new(backend),
+        false,
+    ));
+    let msg = format!(
+        "{:#}",
+        refused.err().expect("a model mismatch must be refused")
+    );
+    assert!(msg.contains("model/index mismatch"), "{msg}");
+
+    let backend = rt
+        .block_on(PgSearchBackend::connect(&pg.url(), "served_items", pg_opts))
+        .unwrap();
+    let cfg = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let pg_srv = TestServer::start_on(rt, served(&dir), Arc::new(backend), cfg.clone());
+    let idx = ItemIndex::open(&tmp.path().join("idx")).unwrap();
+    let mut exact = IndexBackend::new(idx);
+    exact.exact_semantic = true;
+    let idx_srv = TestServer::start(model, exact, cfg);
+
+    for q in queries() {
+        let body = json!({"query": q, "k": 10, "mode": "semantic"});
+        let a = idx_srv.search(body.clone());
+        let b = pg_srv.search(body);
+        let ids = |r: &SearchResponse| r.results.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
+        // Ties in cosine may order differently; compare scores rank by rank and id sets.
+        assert_eq!(a.results.len(), b.results.len(), "{q}");
+        for (x, y) in a.results.iter().zip(&b.results) {
+            assert!((x.score - y.score).abs() < 1e-4, "{q}: {x:?} vs {y:?}");
+            assert_eq!(x.stratum, y.stratum, "{q}: {x:?} vs {y:?}");
+        }
+        let mut sa = ids(&a);
+        let mut sb = ids(&b);
+        let last = a.results.last().unwrap().score;
+        // Items tied with the 10th score may swap in or out; compare the rest.
+        sa.retain(|id| {
+            a.results
+                .iter()
+                .any(|h| &h.id == id && h.score > last + 1e-4)
+        });
+        sb.retain(|id| {
+            b.results
+                .iter()
+                .any(|h| &h.id == id && h.score > last + 1e-4)
+        });
+        sa.sort();
+        sb.sort();
+        assert_eq!(sa, sb, "{q}");
+
+        // Lexical and hybrid: answered from full-text search, every result scored on both
+        // sides, the semantic score being the item's cosine from the index.
+        for mode in ["lexical", "hybrid"] {
+            let r = pg_srv.search(json!({"query": q, "k": 5, "mode": mode}));
+            assert!(!r.results.is_empty(), "{mode} {q}");
+            for h in &r.results {
+                let sem = h.semantic.unwrap();
+                assert!(h.lexical.is_some());
+                let e = exact_score(&idx_srv, &q, &h.id);
+                assert!((sem - e).abs() < 1e-4, "{mode} {q} {}: {sem} vs {e}", h.id);
+            }
+        }
+    }
+    let (s, info) = pg_srv.get("/info");
+    assert_eq!(s, 200);
+    assert!(info.contains("pgvector"), "{info}");
+}
+
+/// The semantic score the index server gives item `id` for `q` (searching all 72 items).
+fn exact_score(srv: &TestServer, q: &str, id: &str) -> f32 {
+    let r = srv.search(json!({"query": q, "k": 72, "mode": "semantic"}));
+    r.results.iter().find(|h| h.id == id).unwrap().score
+}
