@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Serving on the Home Depot catalog with a given model:
-#  1. `strata eval` (dense and hybrid) on 500 judged queries over the whole catalog;
-#  2. `strata index build` (thresholds from the dense run) and `strata serve` on loopback;
+#  1. `strata index build` over the whole catalog;
+#  2. `strata eval` (dense and hybrid) on 500 judged queries, and `strata serve` on loopback
+#     with the thresholds of the dense run;
 #  3. the 500 queries sent to /search in semantic and hybrid mode, compared with the eval
 #     rankings: fraction of queries with an identical top 10 (must be >= 0.99) and NDCG@10 of
 #     the served hybrid results next to the eval's hybrid metrics;
 #  4. `strata bench serve` on /search: a sustained 100 QPS run (p99), then a rate sweep for the
 #     highest rate with p99 <= 50 ms.
-# Embedding the 54,667 items takes minutes on a CPU, three times (two evals, one index).
+# Embedding the 54,667 items takes minutes on a CPU, once: the evaluations reuse the index's
+# item embeddings (--item-embeddings). EF_SEARCH sets the HNSW search depth (default 512).
 #   bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 model="${1:?usage: bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]}"
 work="${2:-$repo/target/serve-homedepot}"
 port="${3:-18080}"
+ef="${EF_SEARCH:-512}"
 data="${HOMEDEPOT:-$repo/../shared/data/homedepot}"
 [ -f "$data/products.tsv" ] || { echo "bench: $data/products.tsv not found (set HOMEDEPOT)" >&2; exit 1; }
 (cd "$repo" && cargo build --release --workspace -q)
@@ -39,21 +42,23 @@ with open(dst, "w") as f:
     f.writelines(out)
 PY
 
+if [ ! -f "$work/index/manifest.json" ]; then
+  echo "== strata index build (ef_search $ef)"
+  "$strata" index build --model "$model" --catalog "$data/products.tsv" --out "$work/index" \
+    --hnsw-ef-search "$ef"
+fi
+
+# The evaluations reuse the index's item embeddings (same model, same item text).
 for system in dense hybrid; do
   if [ ! -f "$work/eval-$system/rankings.jsonl" ]; then
     echo "== strata eval --system $system"
     "$strata" eval --catalog "$data/products.tsv" --judgments "$work/judgments500.tsv" \
-      --model "$model" --system "$system" --out "$work/eval-$system"
+      --model "$model" --system "$system" --item-embeddings "$work/index" --out "$work/eval-$system"
   fi
 done
 
-if [ ! -f "$work/index/manifest.json" ]; then
-  echo "== strata index build"
-  "$strata" index build --model "$model" --catalog "$data/products.tsv" --out "$work/index" \
-    --thresholds "$work/eval-dense/thresholds.json"
-fi
-
 echo "== strata serve on 127.0.0.1:$port"
+"$strata" index thresholds --index "$work/index" --from "$work/eval-dense/thresholds.json"
 "$strata" serve --model "$model" --index "$work/index" --host 127.0.0.1 --port "$port" \
   2> "$work/serve.log" &
 server=$!

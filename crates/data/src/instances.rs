@@ -181,6 +181,14 @@ pub struct InstanceConfig {
     /// Items drawn per label level and instance, indexed by label (0, 1, 2); each at least 1.
     pub items_per_label: [usize; 3],
     pub per_query: PerQuery,
+    /// Unjudged catalog items added to every instance as label 0, drawn uniformly from the
+    /// first `catalog_items` catalog indices (items judged for the query are never drawn).
+    /// Beyond the paper: judged label-0 items are usually near misses (they were retrieved
+    /// for the query), so training on them alone never shows the model an unrelated item;
+    /// a few random ones keep the whole catalog in place. 0 (the default) disables it.
+    pub random_negatives: usize,
+    /// Catalog size for `random_negatives`.
+    pub catalog_items: u32,
     pub seed: u64,
 }
 
@@ -189,6 +197,8 @@ impl Default for InstanceConfig {
         InstanceConfig {
             items_per_label: [4, 2, 2],
             per_query: PerQuery::Cover { max: 4 },
+            random_negatives: 0,
+            catalog_items: 0,
             seed: 0,
         }
     }
@@ -246,6 +256,12 @@ pub fn build_instances(
         }
         _ => {}
     }
+    anyhow::ensure!(
+        cfg.random_negatives == 0 || cfg.catalog_items as usize > cfg.random_negatives,
+        "random_negatives ({}) needs a catalog larger than that (catalog_items {})",
+        cfg.random_negatives,
+        cfg.catalog_items
+    );
     let epoch_seed = combine(&[cfg.seed, epoch]);
     let per_query: Vec<Vec<Instance>> = (0..groups.len())
         .into_par_iter()
@@ -299,12 +315,31 @@ fn sample_query(groups: &QueryGroups, cfg: &InstanceConfig, seed: u64, q: usize)
         PerQuery::Cover { max } => needed.min(max),
     };
     let query = groups.query(q).clone();
+    let judged: std::collections::HashSet<u32> = if cfg.random_negatives > 0 {
+        (0..=MAX_LABEL)
+            .flat_map(|l| groups.items(q, l).iter().copied())
+            .collect()
+    } else {
+        Default::default()
+    };
     (0..count)
         .map(|j| {
-            let mut items = Vec::with_capacity(pools.iter().map(|p| p.2).sum());
+            let mut items =
+                Vec::with_capacity(pools.iter().map(|p| p.2).sum::<usize>() + cfg.random_negatives);
             for (label, pool, k) in &pools {
                 let n = pool.len();
                 items.extend((0..*k).map(|t| (pool[(j * k + t) % n], *label)));
+            }
+            let first_random = items.len();
+            // Bounded: a catalog that is nearly all judged for this query gets fewer.
+            for _ in 0..cfg.random_negatives * 64 {
+                if items.len() == first_random + cfg.random_negatives {
+                    break;
+                }
+                let i = rng.below(cfg.catalog_items as usize) as u32;
+                if !judged.contains(&i) && !items[first_random..].iter().any(|&(x, _)| x == i) {
+                    items.push((i, 0));
+                }
             }
             Instance {
                 query_idx: q as u32,

@@ -67,6 +67,7 @@ fn instances_have_two_levels_and_the_query_form() {
         items_per_label: [3, 2, 1],
         per_query: PerQuery::Cover { max: 10 },
         seed: 5,
+        ..Default::default()
     };
     let (instances, stats) = build_instances(&groups, &cfg, 0).unwrap();
     assert_eq!(stats.queries, 60);
@@ -175,4 +176,47 @@ fn unknown_items_and_conflicts_are_errors() {
             .to_string()
             .contains("conflicting")
     );
+}
+
+#[test]
+fn random_negatives_are_unjudged_distinct_catalog_items() {
+    let (catalog, js) = data();
+    let groups = QueryGroups::new(&catalog, &js).unwrap();
+    let base = InstanceConfig {
+        seed: 3,
+        ..Default::default()
+    };
+    let cfg = InstanceConfig {
+        random_negatives: 3,
+        catalog_items: catalog.len() as u32,
+        ..base
+    };
+    let (plain, _) = build_instances(&groups, &base, 0).unwrap();
+    let (with, _) = build_instances(&groups, &cfg, 0).unwrap();
+    assert_eq!(plain.len(), with.len());
+    for (p, w) in plain.iter().zip(&with) {
+        // The judged part is unchanged; three label-0 items follow.
+        assert_eq!(&w.items[..p.items.len()], &p.items[..]);
+        let extra = &w.items[p.items.len()..];
+        assert_eq!(extra.len(), 3, "{w:?}");
+        let q = w.query_idx as usize;
+        let judged: HashSet<u32> = (0..=2u8)
+            .flat_map(|l| groups.items(q, l).iter().copied())
+            .collect();
+        let distinct: HashSet<u32> = extra.iter().map(|e| e.0).collect();
+        assert_eq!(distinct.len(), 3);
+        for &(i, l) in extra {
+            assert_eq!(l, 0);
+            assert!((i as usize) < catalog.len());
+            assert!(!judged.contains(&i), "judged item {i} drawn as a random negative");
+        }
+    }
+    // Deterministic, and a catalog too small is refused.
+    assert_eq!(build_instances(&groups, &cfg, 0).unwrap().0, with);
+    let tiny = InstanceConfig {
+        random_negatives: 3,
+        catalog_items: 3,
+        ..base
+    };
+    assert!(build_instances(&groups, &tiny, 0).is_err());
 }

@@ -546,6 +546,28 @@ impl ItemIndex {
         Ok((Self::open(dir)?, report))
     }
 
+    /// Sets (or with `None` removes) the thresholds of the index in `dir`, e.g. from a
+    /// `strata eval` run made after the index was built; they apply from the next
+    /// [`ItemIndex::open`].
+    pub fn set_thresholds(dir: &Path, thresholds: Option<&Thresholds>) -> anyhow::Result<()> {
+        let mut m = Manifest::read(dir)?;
+        match thresholds {
+            Some(t) => write_atomic(
+                &dir.join(THRESHOLDS),
+                serde_json::to_string_pretty(t)?.as_bytes(),
+            )?,
+            None => {
+                let f = dir.join(THRESHOLDS);
+                if f.exists() {
+                    std::fs::remove_file(&f)
+                        .with_context(|| format!("cannot remove {}", f.display()))?;
+                }
+            }
+        }
+        m.thresholds = thresholds.cloned();
+        write_manifest(dir, &m)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

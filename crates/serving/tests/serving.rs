@@ -196,6 +196,20 @@ fn index_build_open_round_trip() {
     for (j, x) in idx.vector(0).iter().enumerate() {
         assert!((q[j] as f32 * s[0] - x).abs() <= s[0] * 0.5 + 1e-6);
     }
+    // Thresholds set after the build (from a later eval run), then cleared.
+    drop(idx);
+    let other = derive_thresholds(&[(0.7, 2), (0.3, 1), (0.0, 0)], Criterion::BalancedAccuracy)
+        .unwrap();
+    ItemIndex::set_thresholds(&dir, Some(&other)).unwrap();
+    let idx = ItemIndex::open(&dir).unwrap();
+    assert_eq!(idx.manifest().thresholds.as_ref(), Some(&other));
+    let on_disk: strata_eval::Thresholds =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("thresholds.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk, other);
+    ItemIndex::set_thresholds(&dir, None).unwrap();
+    assert_eq!(ItemIndex::open(&dir).unwrap().manifest().thresholds, None);
+    assert!(!dir.join("thresholds.json").exists());
     // Building over an existing index is refused; a corrupt manifest is reported.
     let again = ItemIndex::build(&dir, &items, &*model.encoder, stamp(&model), &opts);
     assert!(format!("{:#}", again.err().unwrap()).contains("already holds an index"));

@@ -131,6 +131,7 @@ pub fn bench_instances(b: &StepBench) -> anyhow::Result<(Vec<Instance>, Vec<Stri
         items_per_label: b.items_per_label,
         per_query: PerQuery::Fixed(1),
         seed: b.seed,
+        ..Default::default()
     };
     let want: usize = b.items_per_label.iter().sum();
     let (all, _) = build_instances(&groups, &cfg, 0)?;

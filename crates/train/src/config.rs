@@ -89,6 +89,9 @@ pub struct DataConfig {
     pub items_per_label: [usize; 3],
     /// Most instances per query and epoch (enough to use each judged item once, up to this).
     pub instances_per_query: usize,
+    /// Unjudged catalog items added to each instance as label 0 (0: the paper's instances
+    /// only). See `strata_data::InstanceConfig::random_negatives`.
+    pub random_negatives: usize,
     /// Fraction of training queries that get a spelling variant as an additional anchor
     /// (paper section 4.2: 0.3-0.5; 0 disables the augmentation).
     pub spelling_ratio: f64,
@@ -107,6 +110,7 @@ impl Default for DataConfig {
             split_seed: 0,
             items_per_label: [4, 2, 2],
             instances_per_query: 4,
+            random_negatives: 0,
             spelling_ratio: 0.0,
             taxonomy_depth: 2,
         }

@@ -106,6 +106,8 @@ impl TrainData {
             per_query: PerQuery::Cover {
                 max: d.instances_per_query,
             },
+            random_negatives: d.random_negatives,
+            catalog_items: catalog.len() as u32,
             seed: cfg.seed,
         };
         let dev_queries = dev_set.as_ref().map_or(0, DevSet::len);

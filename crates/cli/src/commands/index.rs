@@ -22,6 +22,8 @@ pub enum IndexCommand {
     Delete(DeleteArgs),
     /// Print an index manifest.
     Info(InfoArgs),
+    /// Set the relevance-strata thresholds of an index (from a `strata eval` run).
+    Thresholds(ThresholdsArgs),
     /// Export an index into PostgreSQL + pgvector (items, texts, embeddings; HNSW and
     /// full-text indexes), for `strata serve --backend postgres://...`.
     Export(ExportArgs),
@@ -126,6 +128,19 @@ pub struct InfoArgs {
 }
 
 #[derive(Args)]
+pub struct ThresholdsArgs {
+    /// Index directory.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// thresholds.json of a `strata eval` run (or the run directory).
+    #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+    pub from: Option<PathBuf>,
+    /// Remove the thresholds instead.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+#[derive(Args)]
 pub struct ExportArgs {
     /// Index directory built by `strata index build`.
     #[arg(long)]
@@ -171,6 +186,12 @@ pub fn run(c: IndexCommand) -> anyhow::Result<()> {
         IndexCommand::Replace(a) => items(a, true),
         IndexCommand::Delete(a) => delete(a),
         IndexCommand::Export(a) => export(a),
+        IndexCommand::Thresholds(a) => {
+            let t = a.from.as_deref().map(read_thresholds).transpose()?;
+            ItemIndex::set_thresholds(&a.index, t.as_ref())?;
+            println!("{}", serde_json::to_string(&t)?);
+            Ok(())
+        }
         IndexCommand::Info(a) => {
             let m = Manifest::read(&a.index)?;
             println!("{}", serde_json::to_string_pretty(&m)?);

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use strata_data::Labeler;
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
+use strata_labeling::cross_encoder::CrossEncoderLabeler;
 use strata_data::text::{ItemTextConfig, TaxonomyDepth};
 use strata_mining::{Corpus, MineConfig};
 use strata_model::{Embedder, LoadOptions};
@@ -77,9 +79,26 @@ pub struct MineArgs {
     /// Exact search instead of HNSW.
     #[arg(long)]
     pub exact: bool,
-    /// Labels for unjudged pairs: `unjudged-zero` (label 0) or `judged-only`.
+    /// Labels for unjudged pairs: `unjudged-zero` (label 0), `judged-only` (left unlabeled),
+    /// or `cross-encoder=DIR` (a labeler trained by `strata labeler train`).
     #[arg(long, default_value = "unjudged-zero")]
     pub labeler: String,
+    /// Reuse the item embeddings of an index built by `strata index build` with the same
+    /// model (skips embedding the items; the item text must match: name + 2 taxonomy levels).
+    #[arg(long)]
+    pub item_embeddings: Option<PathBuf>,
+    /// HNSW graph degree.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, default_value_t = 128)]
+    pub hnsw_ef_construction: usize,
+    /// HNSW candidate list size while searching (raised to k when lower).
+    #[arg(long, default_value_t = 256)]
+    pub hnsw_ef_search: usize,
+    /// Queries on which HNSW is checked against exact search (0: none).
+    #[arg(long, default_value_t = 1000)]
+    pub recall_check_queries: usize,
     /// Label cache (JSONL); default `<out>/../labels.jsonl`.
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -91,13 +110,6 @@ pub struct MineArgs {
 pub fn mine(a: MineArgs) -> anyhow::Result<()> {
     let catalog = strata_data::load_catalog(&a.catalog)?;
     let train = strata_data::load_judgments(&a.judgments)?;
-    let unknown = match a.labeler.as_str() {
-        "unjudged-zero" => UnknownPair::Fixed(0),
-        "judged-only" => UnknownPair::Abstain,
-        other => anyhow::bail!(
-            "--labeler: unknown labeler {other:?} (expected unjudged-zero or judged-only)"
-        ),
-    };
     let cfg = MineConfig {
         k: a.k,
         split: a.split,
@@ -108,6 +120,12 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
             Corpus::TrainingItems
         },
         ann: !a.exact,
+        hnsw: strata_eval::HnswParams {
+            connectivity: a.hnsw_m,
+            expansion_add: a.hnsw_ef_construction,
+            expansion_search: a.hnsw_ef_search,
+        },
+        recall_check_queries: a.recall_check_queries,
         ..MineConfig::default()
     };
     cfg.validate()?;
@@ -117,7 +135,27 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         .cache
         .clone()
         .unwrap_or_else(|| a.out.join("labels.jsonl"));
-    let labeler = CachedLabeler::open(JudgmentLookupLabeler::new(&train, unknown)?, &cache, "v1")?;
+    let (inner, version): (Box<dyn Labeler>, String) = match a.labeler.as_str() {
+        "unjudged-zero" => (
+            Box::new(JudgmentLookupLabeler::new(&train, UnknownPair::Fixed(0))?),
+            "v1".into(),
+        ),
+        "judged-only" => (
+            Box::new(JudgmentLookupLabeler::new(&train, UnknownPair::Abstain)?),
+            "v1".into(),
+        ),
+        other => match other.strip_prefix("cross-encoder=") {
+            Some(dir) => {
+                let l = CrossEncoderLabeler::load(std::path::Path::new(dir), &catalog)?;
+                let version = format!("cross-encoder-{:016x}", l.fingerprint());
+                (Box::new(l), version)
+            }
+            None => anyhow::bail!(
+                "--labeler: unknown labeler {other:?} (expected unjudged-zero, judged-only or cross-encoder=DIR)"
+            ),
+        },
+    };
+    let labeler = CachedLabeler::open(inner, &cache, &version)?;
     let text = ItemTextConfig {
         depth: match a.taxonomy_depth {
             0 => TaxonomyDepth::None,
@@ -126,7 +164,25 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         template: None,
     };
     let e = Embedder::load(&a.model, &LoadOptions::default())?.with_progress(true);
-    let out = strata_mining::mine(&e, &catalog, &text, &train, &labeler, &cfg)?;
+    let index = match &a.item_embeddings {
+        Some(dir) => {
+            let idx = strata_serving::ItemIndex::open(dir)?;
+            let fp = strata_serving::model_fingerprint(&a.model)?;
+            idx.manifest()
+                .check_model(&a.model.display().to_string(), &fp)?;
+            Some(idx)
+        }
+        None => None,
+    };
+    let indexed = match &index {
+        Some(idx) => Some(strata_serving::IndexedItems::new(idx, &e)?),
+        None => None,
+    };
+    let encoder: &dyn strata_data::TextEncoder = match &indexed {
+        Some(i) => i,
+        None => &e,
+    };
+    let out = strata_mining::mine(encoder, &catalog, &text, &train, &labeler, &cfg)?;
     strata_data::write_judgments(a.out.join("judgments.jsonl"), &out.judgments)?;
     let mut report = serde_json::to_value(&out.report)?;
     report["labeler_policy"] = serde_json::Value::String(a.labeler.clone());

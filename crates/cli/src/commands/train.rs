@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// Most instances per query and epoch.
     #[arg(long)]
     pub instances_per_query: Option<usize>,
+    /// Unjudged catalog items added to each instance as label 0 (data.random_negatives).
+    #[arg(long)]
+    pub random_negatives: Option<usize>,
     /// Fraction of training queries with an added misspelled anchor (0 disables).
     #[arg(long)]
     pub spelling_ratio: Option<f64>,
@@ -293,6 +296,7 @@ pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
         d.items_per_label = [l0, l1, l2];
     }
     set(&mut d.instances_per_query, a.instances_per_query);
+    set(&mut d.random_negatives, a.random_negatives);
     set(&mut d.spelling_ratio, a.spelling_ratio);
     set(&mut d.taxonomy_depth, a.taxonomy_depth);
 
