@@ -59,7 +59,7 @@ done
 
 echo "== strata serve on 127.0.0.1:$port"
 "$strata" index thresholds --index "$work/index" --from "$work/eval-dense/thresholds.json"
-"$strata" serve --model "$model" --index "$work/index" --host 127.0.0.1 --port "$port" \
+"$strata" serve --model "$model" --index "$work/index" ${EXACT:+--exact} --host 127.0.0.1 --port "$port" \
   2> "$work/serve.log" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
@@ -97,12 +97,26 @@ def ndcg10(q, ids):
     dcg = lambda xs: sum(x / math.log2(r + 2) for r, x in enumerate(xs))
     return None if dcg(ideal) <= 0 else dcg(g) / dcg(ideal)
 out = {}
+TIE = 1e-5
+def same_up_to_ties(got, r):
+    """The served top 10 is the eval's, where items whose eval scores differ by less than
+    TIE (duplicate items; float noise between batched and single-query embedding) may
+    trade places."""
+    want_scores = r["scores"][:10]
+    if len(got) != len(want_scores):
+        return False
+    if any(abs(h["score"] - w) > TIE for h, w in zip(got, want_scores)):
+        return False
+    allowed = {i for i, s in zip(r["items"], r["scores"]) if s >= want_scores[-1] - TIE}
+    return all(h["id"] in allowed for h in got)
 for mode, system in [("semantic", "dense"), ("hybrid", "hybrid")]:
     ev = rankings(f"{work}/eval-{system}/rankings.jsonl")
-    same, nd = 0, []
+    same, ties, nd = 0, 0, []
     for r in ev:
-        got = [h["id"] for h in search(r["query"], mode, 10)]
+        hits = search(r["query"], mode, 10)
+        got = [h["id"] for h in hits]
         same += got == r["items"][:10]
+        ties += same_up_to_ties(hits, r)
         n = ndcg10(r["query"], got)
         if n is not None:
             nd.append(n)
@@ -110,23 +124,25 @@ for mode, system in [("semantic", "dense"), ("hybrid", "hybrid")]:
     out[mode] = {
         "queries": len(ev),
         "identical_top10": same / len(ev),
+        "identical_top10_up_to_ties": ties / len(ev),
         "served_ndcg@10": sum(nd) / len(nd),
         "eval_ndcg@10": metrics["ndcg@10"],
         "eval_recall@10": metrics["recall@10"],
     }
-    print(f"{mode}: {same}/{len(ev)} queries with the eval's top 10 "
-          f"({same / len(ev):.4f}); NDCG@10 served {sum(nd) / len(nd):.4f}, "
-          f"eval {metrics['ndcg@10']:.4f} (recall@10 {metrics['recall@10']:.4f})")
+    print(f"{mode}: {same}/{len(ev)} queries with the eval's top 10 ({same / len(ev):.4f}), "
+          f"{ties}/{len(ev)} up to ties ({ties / len(ev):.4f}); NDCG@10 served "
+          f"{sum(nd) / len(nd):.4f}, eval {metrics['ndcg@10']:.4f} (recall@10 {metrics['recall@10']:.4f})")
 json.dump(out, open(f"{work}/agreement.json", "w"), indent=2)
-ok = all(v["identical_top10"] >= 0.99 for v in out.values())
+ok = all(v["identical_top10_up_to_ties"] >= 0.99 for v in out.values())
 print("agreement >= 0.99:", "PASS" if ok else "FAIL")
 PY
 
+[ "${SKIP_LOAD:-0}" = 1 ] && exit 0
 echo "== strata bench serve: /search semantic at a sustained 100 QPS"
 "$strata" bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
   --endpoint search --mode semantic --rate 100 --requests 3000 --max-seconds 40 \
   --concurrency 16 --out "$work/bench-100qps.json"
 echo "== strata bench serve: rate sweep, p99 <= 50 ms"
 "$strata" bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
-  --endpoint search --mode semantic --sweep 50,100,150,200,300,400,600,800 --p99-ms 50 \
+  --endpoint search --mode semantic --sweep 50,100,125,150,175,200,300,400 --p99-ms 50 \
   --requests 1500 --max-seconds 15 --concurrency 32 --out "$work/bench-sweep.json"

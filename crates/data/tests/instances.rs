@@ -208,7 +208,10 @@ fn random_negatives_are_unjudged_distinct_catalog_items() {
         for &(i, l) in extra {
             assert_eq!(l, 0);
             assert!((i as usize) < catalog.len());
-            assert!(!judged.contains(&i), "judged item {i} drawn as a random negative");
+            assert!(
+                !judged.contains(&i),
+                "judged item {i} drawn as a random negative"
+            );
         }
     }
     // Deterministic, and a catalog too small is refused.

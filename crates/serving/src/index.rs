@@ -8,6 +8,7 @@
 //! - `embeddings.f16` or `embeddings.i8` + `embeddings.i8.scales`: the optional reduced-precision
 //!   copy;
 //! - `hnsw.usearch`: the HNSW graph, keyed by slot (viewed memory-mapped when serving);
+//! - `hnsw_orphans.json`: the slots the graph cannot reach (scored exactly by every search);
 //! - `bm25/`: the tantivy BM25 index over the item texts, keyed by slot;
 //! - `items.jsonl`: one line per slot (id, text, name, taxonomy, and `deleted` for tombstones);
 //! - `thresholds.json`: the relevance-strata thresholds, when given.
@@ -44,6 +45,11 @@ pub const EMBEDDINGS_I8_SCALES: &str = "embeddings.i8.scales";
 pub const HNSW: &str = "hnsw.usearch";
 pub const BM25_DIR: &str = "bm25";
 pub const THRESHOLDS: &str = "thresholds.json";
+/// Slots the HNSW graph cannot reach (see [`HnswIndex::unreachable`]), scored exactly by
+/// every approximate search.
+pub const HNSW_ORPHANS: &str = "hnsw_orphans.json";
+/// Results a self-search of each item looks at when finding unreachable graph nodes.
+const ORPHAN_PROBE: usize = 32;
 
 /// One slot of the index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,8 +150,37 @@ pub struct ItemIndex {
     by_id: HashMap<String, u32>,
     vectors: ExactIndex<F32Map>,
     ann: HnswIndex,
+    /// Live slots the graph cannot reach.
+    orphans: Vec<u32>,
     bm25: Bm25Index,
     tombstones: usize,
+}
+
+/// Finds the live slots `ann` cannot reach and writes them to `dir/HNSW_ORPHANS`.
+fn write_orphans(
+    dir: &Path,
+    ann: &HnswIndex,
+    slots: &[u32],
+    data: &[f32],
+) -> anyhow::Result<Vec<u32>> {
+    let orphans = ann
+        .unreachable(slots, data, ORPHAN_PROBE)
+        .context("checking the HNSW graph's reachability")?;
+    write_atomic(
+        &dir.join(HNSW_ORPHANS),
+        serde_json::to_string(&orphans)?.as_bytes(),
+    )?;
+    Ok(orphans)
+}
+
+fn read_orphans(dir: &Path) -> anyhow::Result<Vec<u32>> {
+    let path = dir.join(HNSW_ORPHANS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a list of slots", path.display()))
 }
 
 fn bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
@@ -317,6 +352,8 @@ impl ItemIndex {
         let pb = bar(opts.progress, 1, "HNSW graph");
         let ann = HnswIndex::build(&data, dim, opts.hnsw).context("building the HNSW graph")?;
         ann.save(&dir.join(HNSW))?;
+        let all: Vec<u32> = (0..(data.len() / dim) as u32).collect();
+        write_orphans(dir, &ann, &all, &data)?;
         pb.finish_and_clear();
         let bm25_dir = dir.join(BM25_DIR);
         if bm25_dir.exists() {
@@ -375,6 +412,13 @@ impl ItemIndex {
             ExactIndex::new(map, manifest.dim).with_context(|| format!("{}", emb.display()))?;
         let ann = HnswIndex::open(&dir.join(HNSW), manifest.dim, manifest.hnsw, true)
             .with_context(|| format!("{}", dir.join(HNSW).display()))?;
+        let orphans = read_orphans(dir)?;
+        ensure!(
+            orphans.iter().all(|&s| (s as usize) < items.len()),
+            "{}: a slot beyond the {} slots of the index",
+            dir.join(HNSW_ORPHANS).display(),
+            items.len()
+        );
         let bm25 = Bm25Index::open(&dir.join(BM25_DIR))?;
         let mut by_id = HashMap::new();
         let mut tombstones = 0;
@@ -404,6 +448,7 @@ impl ItemIndex {
             by_id,
             vectors,
             ann,
+            orphans,
             bm25,
             tombstones,
         })
@@ -522,6 +567,25 @@ impl ItemIndex {
         }
         let tmp = dir.join("hnsw.usearch.tmp");
         ann.save(&tmp)?;
+        {
+            let all = std::fs::read(&emb)?;
+            let v: Vec<f32> = all
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let dead: HashSet<u32> = tomb.iter().copied().collect();
+            let mut live_slots = Vec::new();
+            let mut live_rows = Vec::new();
+            for (slot, row) in v.chunks_exact(manifest.dim).enumerate() {
+                let slot = slot as u32;
+                let deleted = items.get(slot as usize).is_some_and(|m| m.deleted);
+                if !deleted && !dead.contains(&slot) {
+                    live_slots.push(slot);
+                    live_rows.extend_from_slice(row);
+                }
+            }
+            write_orphans(dir, &ann, &live_slots, &live_rows)?;
+        }
         drop(ann);
         std::fs::rename(&tmp, dir.join(HNSW))?;
         // BM25: delete terms and add documents.
@@ -544,6 +608,38 @@ impl ItemIndex {
             slots: manifest.slots,
         };
         Ok((Self::open(dir)?, report))
+    }
+
+    /// Rebuilds the HNSW graph of the index in `dir` from its stored embeddings with new
+    /// parameters (no model run; tombstoned slots are left out), e.g. to trade build time
+    /// for recall. Returns the reopened index.
+    pub fn rebuild_hnsw(dir: &Path, params: HnswParams, progress: bool) -> anyhow::Result<Self> {
+        let idx = Self::open(dir)?;
+        let dim = idx.dim();
+        let live: Vec<u32> = idx.live_items().map(|(s, _)| s).collect();
+        ensure!(
+            !live.is_empty(),
+            "{}: the index holds no live items",
+            dir.display()
+        );
+        let mut data = Vec::with_capacity(live.len() * dim);
+        for &s in &live {
+            data.extend_from_slice(idx.vector(s));
+        }
+        let mut manifest = idx.manifest().clone();
+        drop(idx);
+        let pb = bar(progress, 1, "HNSW graph");
+        let ann = HnswIndex::build_keyed(&data, dim, params, |i| live[i])
+            .context("building the HNSW graph")?;
+        let tmp = dir.join("hnsw.usearch.tmp");
+        ann.save(&tmp)?;
+        write_orphans(dir, &ann, &live, &data)?;
+        drop(ann);
+        std::fs::rename(&tmp, dir.join(HNSW))?;
+        pb.finish_and_clear();
+        manifest.hnsw = params;
+        write_manifest(dir, &manifest)?;
+        Self::open(dir)
     }
 
     /// Sets (or with `None` removes) the thresholds of the index in `dir`, e.g. from a
@@ -581,6 +677,11 @@ impl ItemIndex {
     }
 
     /// Live items.
+    /// The live slots the HNSW graph cannot reach (scored exactly by approximate search).
+    pub fn orphans(&self) -> &[u32] {
+        &self.orphans
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
@@ -642,11 +743,48 @@ impl ItemIndex {
     }
 
     /// The approximate (HNSW) top `k` live items by cosine.
+    ///
+    /// The graph proposes `max(k, ef_search)` candidates, to which the items the graph cannot
+    /// reach ([`HNSW_ORPHANS`], found at build time) are added; all are then scored with the
+    /// stored f32 vectors by the same kernel as [`ItemIndex::exact`] (ties to the lower
+    /// slot): whenever the true top `k` is among the candidates, the result equals the exact
+    /// ranking bit for bit, scores included, instead of differing in the order of near-ties.
     pub fn approximate(&self, query: &[f32], k: usize) -> anyhow::Result<Vec<Hit>> {
         self.check_query(query)?;
-        let mut hits = self.ann.search(query, k)?.pop().unwrap_or_default();
-        hits.retain(|h| !self.items[h.item as usize].deleted);
-        Ok(hits)
+        let want = k
+            .max(self.ann.params().expansion_search)
+            .min(self.items.len());
+        let mut slots: Vec<u32> = self
+            .ann
+            .search(query, want)?
+            .pop()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.item)
+            .chain(self.orphans.iter().copied())
+            .filter(|&s| !self.items[s as usize].deleted)
+            .collect();
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        let dim = self.dim();
+        let mut rows = Vec::with_capacity(slots.len() * dim);
+        for &s in &slots {
+            rows.extend_from_slice(self.vectors.row(s as usize));
+        }
+        let scored = ExactIndex::new(rows, dim)?
+            .search(query, k.min(slots.len()))?
+            .pop()
+            .unwrap_or_default();
+        Ok(scored
+            .into_iter()
+            .map(|h| Hit {
+                item: slots[h.item as usize],
+                score: h.score,
+            })
+            .collect())
     }
 
     /// The BM25 top `k`.

@@ -198,8 +198,8 @@ fn index_build_open_round_trip() {
     }
     // Thresholds set after the build (from a later eval run), then cleared.
     drop(idx);
-    let other = derive_thresholds(&[(0.7, 2), (0.3, 1), (0.0, 0)], Criterion::BalancedAccuracy)
-        .unwrap();
+    let other =
+        derive_thresholds(&[(0.7, 2), (0.3, 1), (0.0, 0)], Criterion::BalancedAccuracy).unwrap();
     ItemIndex::set_thresholds(&dir, Some(&other)).unwrap();
     let idx = ItemIndex::open(&dir).unwrap();
     assert_eq!(idx.manifest().thresholds.as_ref(), Some(&other));
@@ -972,4 +972,47 @@ fn pgvector_backend_serves_the_same_search_as_the_index() {
 fn exact_score(srv: &TestServer, q: &str, id: &str) -> f32 {
     let r = srv.search(json!({"query": q, "k": 72, "mode": "semantic"}));
     r.results.iter().find(|h| h.id == id).unwrap().score
+}
+
+#[test]
+fn hnsw_rebuild_keeps_tombstones_out_and_matches_exact_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_m = tiny_model(tmp.path(), "m", 3);
+    let model = served(&dir_m);
+    let dir = tmp.path().join("idx");
+    let opts = BuildOptions {
+        hnsw: HnswParams {
+            connectivity: 4,
+            expansion_add: 8,
+            expansion_search: 8,
+        },
+        ..Default::default()
+    };
+    drop(build(&dir, &model, &items(), &opts));
+    let update = Update {
+        delete: vec!["i000".into(), "i311".into()],
+        ..Default::default()
+    };
+    ItemIndex::update(&dir, &update, None, &BuildOptions::default()).unwrap();
+    let idx = ItemIndex::rebuild_hnsw(&dir, hnsw(), false).unwrap();
+    assert_eq!(idx.manifest().hnsw, hnsw());
+    assert_eq!(idx.len(), 70);
+    let enc = &*model.encoder;
+    for q in queries() {
+        let e = enc.encode(&[q.as_str()], Side::Query).unwrap();
+        let approx = idx.approximate(&e, 10).unwrap();
+        let exact = idx.exact(&e, 10).unwrap();
+        assert_eq!(approx.len(), 10, "{q}");
+        let ids = |h: &[strata_eval::Hit]| {
+            h.iter()
+                .map(|h| (idx.item(h.item).id.clone(), h.score))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&approx), ids(&exact), "{q}");
+        assert!(
+            approx
+                .iter()
+                .all(|h| !["i000", "i311"].contains(&idx.item(h.item).id.as_str()))
+        );
+    }
 }

@@ -24,6 +24,8 @@ pub enum IndexCommand {
     Info(InfoArgs),
     /// Set the relevance-strata thresholds of an index (from a `strata eval` run).
     Thresholds(ThresholdsArgs),
+    /// Rebuild the HNSW graph from the stored embeddings with new parameters (no model run).
+    Hnsw(HnswArgs),
     /// Export an index into PostgreSQL + pgvector (items, texts, embeddings; HNSW and
     /// full-text indexes), for `strata serve --backend postgres://...`.
     Export(ExportArgs),
@@ -128,6 +130,22 @@ pub struct InfoArgs {
 }
 
 #[derive(Args)]
+pub struct HnswArgs {
+    /// Index directory.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// HNSW graph degree.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, default_value_t = 128)]
+    pub hnsw_ef_construction: usize,
+    /// HNSW candidate list size while searching.
+    #[arg(long, default_value_t = 128)]
+    pub hnsw_ef_search: usize,
+}
+
+#[derive(Args)]
 pub struct ThresholdsArgs {
     /// Index directory.
     #[arg(long)]
@@ -186,6 +204,21 @@ pub fn run(c: IndexCommand) -> anyhow::Result<()> {
         IndexCommand::Replace(a) => items(a, true),
         IndexCommand::Delete(a) => delete(a),
         IndexCommand::Export(a) => export(a),
+        IndexCommand::Hnsw(a) => {
+            let t = std::time::Instant::now();
+            let params = HnswParams {
+                connectivity: a.hnsw_m,
+                expansion_add: a.hnsw_ef_construction,
+                expansion_search: a.hnsw_ef_search,
+            };
+            let idx = ItemIndex::rebuild_hnsw(&a.index, params, true)?;
+            eprintln!(
+                "rebuilt the HNSW graph of {} items in {:.1}s",
+                idx.len(),
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         IndexCommand::Thresholds(a) => {
             let t = a.from.as_deref().map(read_thresholds).transpose()?;
             ItemIndex::set_thresholds(&a.index, t.as_ref())?;

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::common::{OptimArgs, RunDirArgs};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use strata_data::split::{Split, SplitConfig};
@@ -71,24 +72,10 @@ impl DataArgs {
 #[derive(Args, Debug, Default)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// JSON configuration (every key optional; see `LabelerTrainConfig`). Flags override it.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Run directory (config.json, metrics.jsonl, checkpoints/, best/, model/, summary.json).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in --out from its newest checkpoint (with its saved config.json).
-    #[arg(long)]
-    pub resume: bool,
-    /// Start again in a run directory that already holds a run.
-    #[arg(long, conflicts_with = "resume")]
-    pub overwrite: bool,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print the resolved configuration as JSON and exit.
-    #[arg(long)]
-    pub print_config: bool,
+    #[command(flatten)]
+    pub run: RunDirArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
     #[command(flatten)]
     pub data: DataArgs,
     /// Starting encoder: a Hugging Face folder, a strata model or a labeler directory.
@@ -106,30 +93,6 @@ pub struct TrainArgs {
     /// Dropout before the head.
     #[arg(long)]
     pub head_dropout: Option<f64>,
-    /// Passes over the training pairs.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Pairs per update.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Encoder learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Head learning rate.
-    #[arg(long)]
-    pub head_lr: Option<f64>,
-    /// AdamW epsilon.
-    #[arg(long)]
-    pub adam_epsilon: Option<f64>,
-    /// AdamW weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Warmup as a fraction of the updates.
-    #[arg(long)]
-    pub warmup_ratio: Option<f64>,
-    /// Global gradient-norm bound (0: off).
-    #[arg(long)]
-    pub grad_clip: Option<f64>,
     /// Cross-entropy weights of levels 0,1,2.
     #[arg(long, value_delimiter = ',')]
     pub class_weights: Option<Vec<f64>>,
@@ -139,21 +102,6 @@ pub struct TrainArgs {
     /// Most dev pairs evaluated (0: all).
     #[arg(long)]
     pub max_dev_pairs: Option<usize>,
-    /// Stop after this many updates (0: all epochs).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    /// Dev evaluation every this many updates (0: each epoch end).
-    #[arg(long)]
-    pub eval_every: Option<u64>,
-    /// Checkpoint every this many updates (0: only at the end).
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
-    /// Seed of the head, data order, samples and dropout.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Compute device: cpu, or cuda[:N] in a CUDA build.
-    #[arg(long)]
-    pub device: Option<String>,
 }
 
 /// The default starting model: `$STRATA_MODELS/all-MiniLM-L6-v2`, else `models/...`.
@@ -171,10 +119,10 @@ fn set<T>(slot: &mut T, v: Option<T>) {
 }
 
 fn train_config(a: &TrainArgs) -> anyhow::Result<LabelerTrainConfig> {
-    let mut cfg = if let Some(p) = &a.config {
+    let mut cfg = if let Some(p) = &a.run.config {
         LabelerTrainConfig::read(p)?
-    } else if a.resume {
-        let Some(out) = &a.out else {
+    } else if a.run.resume {
+        let Some(out) = &a.run.out else {
             bail!("--resume needs --out RUN_DIR");
         };
         LabelerTrainConfig::read(&out.join(CONFIG_FILE))?
@@ -184,21 +132,21 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<LabelerTrainConfig> {
             ..Default::default()
         }
     };
-    set(&mut cfg.out, a.out.clone());
+    set(&mut cfg.out, a.run.out.clone());
     a.data.apply(&mut cfg.data)?;
     set(&mut cfg.init, a.init.clone());
     set(&mut cfg.max_len, a.max_len);
     set(&mut cfg.pooling, a.pooling);
     set(&mut cfg.dropout, a.dropout);
     set(&mut cfg.head_dropout, a.head_dropout);
-    set(&mut cfg.epochs, a.epochs);
-    set(&mut cfg.batch_size, a.batch_size);
-    set(&mut cfg.lr, a.lr);
-    set(&mut cfg.head_lr, a.head_lr);
-    set(&mut cfg.adamw.epsilon, a.adam_epsilon);
-    set(&mut cfg.adamw.weight_decay, a.weight_decay);
-    set(&mut cfg.warmup_ratio, a.warmup_ratio);
-    set(&mut cfg.grad_clip, a.grad_clip);
+    set(&mut cfg.epochs, a.optim.epochs);
+    set(&mut cfg.batch_size, a.optim.batch_size);
+    set(&mut cfg.lr, a.optim.lr);
+    set(&mut cfg.head_lr, a.optim.head_lr);
+    set(&mut cfg.adamw.epsilon, a.optim.adam_epsilon);
+    set(&mut cfg.adamw.weight_decay, a.optim.weight_decay);
+    set(&mut cfg.warmup_ratio, a.optim.warmup_ratio);
+    set(&mut cfg.grad_clip, a.optim.grad_clip);
     if let Some(w) = &a.class_weights {
         let [w0, w1, w2] = w.as_slice() else {
             bail!("--class-weights takes three numbers (levels 0,1,2), got {w:?}");
@@ -207,25 +155,25 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<LabelerTrainConfig> {
     }
     set(&mut cfg.max_train_pairs, a.max_train_pairs);
     set(&mut cfg.max_dev_pairs, a.max_dev_pairs);
-    set(&mut cfg.max_steps, a.max_steps);
-    set(&mut cfg.eval_every, a.eval_every);
-    set(&mut cfg.checkpoint_every, a.checkpoint_every);
-    set(&mut cfg.seed, a.seed);
-    set(&mut cfg.device, a.device.clone());
+    set(&mut cfg.max_steps, a.optim.max_steps);
+    set(&mut cfg.eval_every, a.optim.eval_every);
+    set(&mut cfg.checkpoint_every, a.optim.checkpoint_every);
+    set(&mut cfg.seed, a.optim.seed);
+    set(&mut cfg.device, a.optim.device.clone());
     cfg.validate()?;
     Ok(cfg)
 }
 
 fn train(a: &TrainArgs) -> anyhow::Result<()> {
     let cfg = train_config(a)?;
-    if a.print_config {
+    if a.run.print_config {
         println!("{}", serde_json::to_string_pretty(&cfg)?);
         return Ok(());
     }
     let opts = LabelerTrainOptions {
-        resume: a.resume,
-        overwrite: a.overwrite,
-        progress: !a.quiet,
+        resume: a.run.resume,
+        overwrite: a.run.overwrite,
+        progress: !a.run.quiet,
         stop_after: None,
     };
     let s = train_labeler(&cfg, &opts)?;

@@ -1,6 +1,7 @@
 //! One module per subcommand group; each parses its arguments and calls the library.
 pub mod audit;
 pub mod bench;
+pub mod common;
 pub mod data;
 pub mod embed;
 pub mod eval;

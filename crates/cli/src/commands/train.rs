@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+
+use super::common::{OptimArgs, RunDirArgs};
 use strata_train::config::CONFIG_FILE;
 use strata_train::losses::{CircleConfig, InfoNceConfig, LossConfig, SupConConfig, TripletConfig};
 use strata_train::{TrainConfig, TrainOptions, train_with};
@@ -27,24 +29,10 @@ pub enum LossKind {
 #[derive(Args, Debug, Default)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// TOML configuration (every key optional; see `strata_train::config`). Flags override it.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Run directory (config.toml, metrics.jsonl, checkpoints/, best/, model/).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in --out from its newest checkpoint.
-    #[arg(long)]
-    pub resume: bool,
-    /// Start again in a run directory that already holds a run.
-    #[arg(long, conflicts_with = "resume")]
-    pub overwrite: bool,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print the resolved configuration as TOML and exit.
-    #[arg(long)]
-    pub print_config: bool,
+    #[command(flatten)]
+    pub run: RunDirArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
 
     /// Loss (stage): supcon (stage 1), circle (stage 2), triplet or infonce.
     #[arg(long, value_enum)]
@@ -110,66 +98,27 @@ pub struct TrainArgs {
     #[arg(long)]
     pub dropout: bool,
 
-    /// Passes over the training instances.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Instances per micro-batch.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
     /// Micro-batches per update (gradient accumulation).
     #[arg(long)]
     pub accumulation: Option<usize>,
-    /// Encoder learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Projection-head learning rate.
-    #[arg(long)]
-    pub head_lr: Option<f64>,
     /// Temperature learning rate.
     #[arg(long)]
     pub temperature_lr: Option<f64>,
-    /// Warmup as a fraction of the updates.
-    #[arg(long)]
-    pub warmup_ratio: Option<f64>,
     /// Warmup in updates (overrides --warmup-ratio).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
-    /// Global gradient-norm bound (0: off).
-    #[arg(long)]
-    pub grad_clip: Option<f64>,
-    /// AdamW weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// AdamW epsilon.
-    #[arg(long)]
-    pub adam_epsilon: Option<f64>,
-    /// Stop after this many updates (0: all epochs).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    /// Checkpoint every this many updates.
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
     /// Checkpoints kept.
     #[arg(long)]
     pub keep_checkpoints: Option<usize>,
     /// Most padded tokens per forward chunk.
     #[arg(long)]
     pub chunk_tokens: Option<usize>,
-    /// Evaluate on the dev split every this many updates (0: each epoch end).
-    #[arg(long)]
-    pub eval_every: Option<u64>,
     /// Also evaluate the starting model.
     #[arg(long)]
     pub eval_at_start: bool,
     /// Evaluate at most this many dev queries (0: all).
     #[arg(long)]
     pub eval_max_queries: Option<usize>,
-    /// Seed of initialisation, sampling and data order.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Compute device: cpu, or cuda[:N] in a CUDA build.
-    #[arg(long)]
-    pub device: Option<String>,
 }
 
 /// The thread count given with the global `--threads` flag or `STRATA_THREADS`, if any.
@@ -199,11 +148,11 @@ fn default_init() -> PathBuf {
 /// Reads the base configuration: `--config`, else (on resume) the run's saved config, else
 /// the defaults.
 fn base_config(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    if let Some(p) = &a.config {
+    if let Some(p) = &a.run.config {
         return TrainConfig::from_toml_file(p);
     }
-    if a.resume {
-        let Some(out) = &a.out else {
+    if a.run.resume {
+        let Some(out) = &a.run.out else {
             bail!("--resume needs --out RUN_DIR (or --config naming the run's out)");
         };
         let saved = out.join(CONFIG_FILE);
@@ -229,9 +178,9 @@ fn set<T>(slot: &mut T, v: Option<T>) {
 
 /// Applies the flags over `cfg`.
 pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
-    set(&mut cfg.out, a.out.clone());
-    set(&mut cfg.seed, a.seed);
-    set(&mut cfg.device, a.device.clone());
+    set(&mut cfg.out, a.run.out.clone());
+    set(&mut cfg.seed, a.optim.seed);
+    set(&mut cfg.device, a.optim.device.clone());
     if let Some(n) = global_threads() {
         cfg.threads = n;
     }
@@ -312,26 +261,26 @@ pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
     m.dropout |= a.dropout;
 
     let t = &mut cfg.train;
-    set(&mut t.epochs, a.epochs);
-    set(&mut t.batch_size, a.batch_size);
+    set(&mut t.epochs, a.optim.epochs);
+    set(&mut t.batch_size, a.optim.batch_size);
     set(&mut t.accumulation, a.accumulation);
-    set(&mut t.lr, a.lr);
-    set(&mut t.head_lr, a.head_lr);
+    set(&mut t.lr, a.optim.lr);
+    set(&mut t.head_lr, a.optim.head_lr);
     set(&mut t.temperature_lr, a.temperature_lr);
-    set(&mut t.warmup_ratio, a.warmup_ratio);
+    set(&mut t.warmup_ratio, a.optim.warmup_ratio);
     if a.warmup_steps.is_some() {
         t.warmup_steps = a.warmup_steps;
     }
-    set(&mut t.grad_clip, a.grad_clip);
-    set(&mut t.weight_decay, a.weight_decay);
-    set(&mut t.adam_epsilon, a.adam_epsilon);
-    set(&mut t.max_steps, a.max_steps);
-    set(&mut t.checkpoint_every, a.checkpoint_every);
+    set(&mut t.grad_clip, a.optim.grad_clip);
+    set(&mut t.weight_decay, a.optim.weight_decay);
+    set(&mut t.adam_epsilon, a.optim.adam_epsilon);
+    set(&mut t.max_steps, a.optim.max_steps);
+    set(&mut t.checkpoint_every, a.optim.checkpoint_every);
     set(&mut t.keep_checkpoints, a.keep_checkpoints);
     set(&mut t.chunk_tokens, a.chunk_tokens);
 
     let e = &mut cfg.eval;
-    set(&mut e.every, a.eval_every);
+    set(&mut e.every, a.optim.eval_every);
     e.at_start |= a.eval_at_start;
     set(&mut e.max_queries, a.eval_max_queries);
     Ok(())
@@ -347,15 +296,15 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = resolve(&a)?;
-    if a.print_config {
+    if a.run.print_config {
         print!("{}", cfg.to_toml()?);
         return Ok(());
     }
     cfg.validate().context("invalid training configuration")?;
     let opts = TrainOptions {
-        resume: a.resume,
-        overwrite: a.overwrite,
-        progress: !a.quiet,
+        resume: a.run.resume,
+        overwrite: a.run.overwrite,
+        progress: !a.run.quiet,
         stop_after: None,
     };
     let summary = train_with(&cfg, &opts).context("training failed")?;

@@ -25,6 +25,9 @@ fn path_str(path: &Path) -> Result<String, SearchError> {
         .ok_or_else(|| SearchError::Ann(format!("{}: not a UTF-8 path", path.display())))
 }
 
+/// Graphs with fewer rows are built sequentially (reproducibly).
+const SEQUENTIAL_BUILD_BELOW: usize = 4096;
+
 fn options(dim: usize, params: HnswParams) -> IndexOptions {
     IndexOptions {
         dimensions: dim,
@@ -60,9 +63,17 @@ impl HnswIndex {
         index
             .reserve_capacity_and_threads(n.max(1), rayon::current_num_threads().max(1))
             .map_err(ann_err)?;
-        data.par_chunks_exact(dim)
-            .enumerate()
-            .try_for_each(|(i, row)| index.add(key(i) as u64, row).map_err(ann_err))?;
+        // Small graphs are built in order, so that they are reproducible (parallel insertion
+        // makes the graph depend on thread timing); large ones in parallel.
+        if n < SEQUENTIAL_BUILD_BELOW {
+            for (i, row) in data.chunks_exact(dim).enumerate() {
+                index.add(key(i) as u64, row).map_err(ann_err)?;
+            }
+        } else {
+            data.par_chunks_exact(dim)
+                .enumerate()
+                .try_for_each(|(i, row)| index.add(key(i) as u64, row).map_err(ann_err))?;
+        }
         Ok(HnswIndex {
             index,
             dim,
@@ -132,6 +143,43 @@ impl HnswIndex {
         let removed = self.index.remove(key as u64).map_err(ann_err)? > 0;
         self.n = self.index.size();
         Ok(removed)
+    }
+
+    /// The keys among `keys` (row `i` of `data` under `keys[i]`) that a search for their own
+    /// vector does not find among its `probe` nearest results (candidate list
+    /// max(`probe`, 64)): nodes the graph cannot reach, as happens when many rows are
+    /// duplicates and the neighbour pruning drops every link into one of them. Such items
+    /// must be scored some other way (exactly) or they can never be retrieved.
+    pub fn unreachable(
+        &self,
+        keys: &[u32],
+        data: &[f32],
+        probe: usize,
+    ) -> Result<Vec<u32>, SearchError> {
+        let n = check_matrix("items", data, self.dim)?;
+        if n != keys.len() {
+            return Err(SearchError::Ann(format!(
+                "{} keys for {n} rows",
+                keys.len()
+            )));
+        }
+        let before = self.index.expansion_search();
+        self.index.change_expansion_search(probe.max(64));
+        let found: Result<Vec<bool>, SearchError> = data
+            .par_chunks_exact(self.dim)
+            .zip(keys.par_iter())
+            .map(|(row, &key)| {
+                let m = self.index.search(row, probe.max(1)).map_err(ann_err)?;
+                Ok(m.keys.contains(&(key as u64)))
+            })
+            .collect();
+        self.index.change_expansion_search(before);
+        Ok(keys
+            .iter()
+            .zip(found?)
+            .filter(|(_, f)| !f)
+            .map(|(&k, _)| k)
+            .collect())
     }
 
     /// The parameters the index was built with.
