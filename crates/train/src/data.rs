@@ -148,8 +148,12 @@ impl TrainData {
         Ok(instances)
     }
 
-    /// Catalog positions of every item a training query judges, ascending.
+    /// Catalog positions of every item training instances can hold, ascending: the items a
+    /// training query judges, or the whole catalog when instances draw random negatives.
     pub fn train_items(&self) -> Vec<u32> {
+        if self.instance_config.random_negatives > 0 {
+            return (0..self.catalog.len() as u32).collect();
+        }
         let mut used = vec![false; self.catalog.len()];
         for q in 0..self.groups.len() {
             for label in 0..=strata_data::MAX_LABEL {

@@ -376,3 +376,32 @@ fn training_writes_the_run_directory_and_improves_dev_ndcg() {
     assert!((s2.dev[0].score.ndcg_at_10 - best).abs() < 1e-6);
     assert_eq!(s2.steps, 2);
 }
+
+/// Random catalog negatives (data.random_negatives) train without diverging: finite losses
+/// and gradient norms throughout, and more items per instance than the judged ones.
+#[test]
+fn random_negatives_train_with_finite_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "rn");
+    cfg.train.max_steps = 4;
+    cfg.train.grad_clip = 1.0;
+    // Random negatives can be any catalog item: every one must be tokenized (an item left
+    // untokenized is an empty sequence, and its gradients are NaN).
+    let judged_only = crate::data::TrainData::load(&cfg)
+        .unwrap()
+        .train_items()
+        .len();
+    cfg.data.random_negatives = 3;
+    let data = crate::data::TrainData::load(&cfg).unwrap();
+    assert_eq!(data.train_items().len(), data.catalog.len());
+    assert!(judged_only <= data.catalog.len());
+    let summary = crate::train(&cfg).unwrap();
+    assert!(summary.final_loss.is_some_and(|l| l.is_finite()));
+    let lines = metric_lines(&cfg.out);
+    let steps: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("loss").is_some()).collect();
+    assert_eq!(steps.len(), 4);
+    for l in steps {
+        assert!(l["loss"].as_f64().is_some_and(f64::is_finite), "{l}");
+        assert!(l["grad_norm"].as_f64().is_some_and(f64::is_finite), "{l}");
+    }
+}
