@@ -9,14 +9,14 @@
 #  4. `strata bench serve` on /search: a sustained 100 QPS run (p99), then a rate sweep for the
 #     highest rate with p99 <= 50 ms.
 # Embedding the 54,667 items takes minutes on a CPU, once: the evaluations reuse the index's
-# item embeddings (--item-embeddings). EF_SEARCH sets the HNSW search depth (default 512).
+# item embeddings (--item-embeddings). HNSW_M, HNSW_EFC and EF_SEARCH set the graph (default 32 / 400 / 1024).
 #   bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 model="${1:?usage: bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]}"
 work="${2:-$repo/target/serve-homedepot}"
 port="${3:-18080}"
-ef="${EF_SEARCH:-512}"
+ef="${EF_SEARCH:-1024}"
 data="${HOMEDEPOT:-$repo/../shared/data/homedepot}"
 [ -f "$data/products.tsv" ] || { echo "bench: $data/products.tsv not found (set HOMEDEPOT)" >&2; exit 1; }
 (cd "$repo" && cargo build --release --workspace -q)
@@ -45,7 +45,7 @@ PY
 if [ ! -f "$work/index/manifest.json" ]; then
   echo "== strata index build (ef_search $ef)"
   "$strata" index build --model "$model" --catalog "$data/products.tsv" --out "$work/index" \
-    --hnsw-ef-search "$ef"
+    --hnsw-m "${HNSW_M:-32}" --hnsw-ef-construction "${HNSW_EFC:-400}" --hnsw-ef-search "$ef"
 fi
 
 # The evaluations reuse the index's item embeddings (same model, same item text).
