@@ -15,6 +15,7 @@
 //! ```
 
 pub mod adapters;
+pub mod embedding_cache;
 pub mod encoder;
 pub mod hash;
 pub mod instances;
@@ -31,6 +32,7 @@ pub mod text;
 pub mod tokens;
 pub mod validate;
 
+pub use embedding_cache::{CacheStats, CachedEncoder, EmbeddingCache};
 pub use encoder::{Side, TextEncoder};
 pub use io::{
     Format, ReadOptions, RelevanceThresholds, load_catalog, load_catalog_with, load_dataset,

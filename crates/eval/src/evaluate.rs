@@ -131,8 +131,12 @@ pub struct Timings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnnReport {
     pub params: HnswParams,
+    /// Graph build, including the self-search that finds unreachable rows.
     pub build_seconds: f64,
     pub search_seconds: f64,
+    /// Rows the graph cannot reach (scored exactly by every search).
+    #[serde(default)]
+    pub unreachable: usize,
     /// Mean fraction of the exact top K found by the approximate top K.
     #[serde(rename = "recall@10")]
     pub recall_10: f64,
@@ -593,9 +597,9 @@ fn ann_report(
     exact: &[Vec<Hit>],
     queries: &[ResolvedQuery],
 ) -> anyhow::Result<AnnReport> {
-    use crate::search::{HnswIndex, recall_against};
+    use crate::search::{HnswSearch, recall_against};
     let t = Instant::now();
-    let hnsw = HnswIndex::build(index.vectors(), index.dim(), params)?;
+    let hnsw = HnswSearch::build(index.vectors(), index.dim(), params)?;
     let build_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let approx = hnsw.search(qv, K_MAX)?;
@@ -608,6 +612,7 @@ fn ann_report(
         params,
         build_seconds,
         search_seconds,
+        unreachable: hnsw.orphans().len(),
         recall_10: recall_against(exact, &approx, 10),
         recall_50: recall_against(exact, &approx, 50),
         recall_100: recall_against(exact, &approx, 100),

@@ -35,7 +35,7 @@ pub use hybrid::{FusedHit, Fusion, hybrid_rank};
 pub use input::{Catalog, Judgment, LeftOut, Qrels, UnknownItems};
 pub use margins::ScoredPair;
 pub use report::{RunFiles, write_run};
-#[cfg(feature = "ann")]
-pub use search::HnswIndex;
 pub use search::{ExactIndex, Hit, HnswParams, VectorSearch};
+#[cfg(feature = "ann")]
+pub use search::{HnswIndex, HnswSearch};
 pub use thresholds::{Criterion, Thresholds, derive_thresholds};

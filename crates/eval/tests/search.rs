@@ -147,3 +147,58 @@ fn hnsw_recall_against_exact_on_clustered_vectors() {
         assert!(a.windows(2).all(|w| w[0].score >= w[1].score));
     }
 }
+
+/// In a set full of exact duplicates a degree-2 graph leaves rows unreachable; `HnswSearch`
+/// lists them and scores them exactly, so every row is found by its own vector (with its
+/// duplicates) and the orphans' scores are exact inner products.
+#[cfg(feature = "ann")]
+#[test]
+fn hnsw_search_scores_unreachable_rows_exactly() {
+    use strata_eval::search::{HnswIndex, HnswParams, HnswSearch};
+    let mut rng = StdRng::seed_from_u64(5);
+    let dim = 16;
+    let distinct = random_unit(&mut rng, 20, dim);
+    // 20 distinct vectors, then 300 copies of 3 of them.
+    let mut items = distinct.clone();
+    for i in 0..300 {
+        let src = (i % 3) * dim;
+        items.extend_from_slice(&distinct[src..src + dim]);
+    }
+    let n = items.len() / dim;
+    let params = HnswParams {
+        connectivity: 2,
+        expansion_add: 4,
+        expansion_search: 4,
+    };
+    let graph = HnswIndex::build(&items, dim, params).unwrap();
+    let keys: Vec<u32> = (0..n as u32).collect();
+    let lost = graph.unreachable(&keys, &items, 10).unwrap();
+    assert!(!lost.is_empty(), "the fixture must leave rows unreachable");
+    let search = HnswSearch::build(&items, dim, params).unwrap();
+    assert!(!search.orphans().is_empty());
+    let exact = ExactIndex::new(items.clone(), dim).unwrap();
+    for row in 0..n {
+        let q = &items[row * dim..(row + 1) * dim];
+        // Every duplicate of the row ties with it: ask for all of them.
+        let ties = exact.search(q, n).unwrap()[0]
+            .iter()
+            .filter(|h| h.score >= 1.0 - 1e-5)
+            .count();
+        let hits = &search.search(q, ties).unwrap()[0];
+        assert!(
+            hits.iter().any(|h| h.item == row as u32),
+            "row {row} not found by its own vector ({} orphans)",
+            search.orphans().len()
+        );
+        for h in hits {
+            let x = &items[h.item as usize * dim..(h.item as usize + 1) * dim];
+            let ip: f32 = q.iter().zip(x).map(|(a, b)| a * b).sum();
+            assert!(
+                (h.score - ip).abs() < 1e-4,
+                "row {row}: item {} score",
+                h.item
+            );
+        }
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+}

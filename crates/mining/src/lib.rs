@@ -138,6 +138,8 @@ pub struct MineReport {
     pub merged_judgments: usize,
     pub search: String,
     pub ann_recall_at_k: Option<f64>,
+    /// Items the HNSW graph cannot reach, scored exactly by every search (HNSW only).
+    pub ann_unreachable: Option<usize>,
     pub recall_checked_queries: usize,
     pub seconds_embedding: f64,
     pub seconds_search: f64,
@@ -214,8 +216,8 @@ pub fn mine(
     let t = Instant::now();
     let k = cfg.k.min(corpus.len());
     let exact = ExactIndex::new(item_emb.clone(), dim)?;
-    let (hits, search, recall, checked) = if cfg.ann && corpus.len() > k {
-        let hits = ann_search(&item_emb, dim, &query_emb, k, cfg.hnsw)?;
+    let (hits, search, recall, checked, unreachable) = if cfg.ann && corpus.len() > k {
+        let (hits, unreachable) = ann_search(&item_emb, dim, &query_emb, k, cfg.hnsw)?;
         let n_check = cfg.recall_check_queries.min(queries.len());
         let recall = if n_check > 0 {
             let sub = &query_emb[..n_check * dim];
@@ -228,9 +230,10 @@ pub fn mine(
         } else {
             None
         };
-        (hits, "hnsw".to_string(), recall, n_check)
+        (hits, "hnsw".to_string(), recall, n_check, unreachable)
     } else {
-        (exact.search(&query_emb, k)?, "exact".to_string(), None, 0)
+        let hits = exact.search(&query_emb, k)?;
+        (hits, "exact".to_string(), None, 0, None)
     };
     let seconds_search = t.elapsed().as_secs_f64();
 
@@ -286,6 +289,7 @@ pub fn mine(
         original_judgments: judgments.len(),
         search,
         ann_recall_at_k: recall,
+        ann_unreachable: unreachable,
         recall_checked_queries: checked,
         seconds_embedding,
         seconds_search,
@@ -338,9 +342,13 @@ fn ann_search(
     queries: &[f32],
     k: usize,
     p: HnswParams,
-) -> anyhow::Result<Vec<Vec<Hit>>> {
-    let index = strata_eval::HnswIndex::build(items, dim, p)?;
-    Ok(index.search(queries, k)?)
+) -> anyhow::Result<(Vec<Vec<Hit>>, Option<usize>)> {
+    let index = strata_eval::HnswSearch::build(items, dim, p)?;
+    let unreachable = index.orphans().len();
+    if unreachable > 0 {
+        tracing::info!("{unreachable} items unreachable in the HNSW graph: scored exactly");
+    }
+    Ok((index.search(queries, k)?, Some(unreachable)))
 }
 
 #[cfg(not(feature = "ann"))]
@@ -350,9 +358,12 @@ fn ann_search(
     queries: &[f32],
     k: usize,
     _p: HnswParams,
-) -> anyhow::Result<Vec<Vec<Hit>>> {
+) -> anyhow::Result<(Vec<Vec<Hit>>, Option<usize>)> {
     tracing::warn!("built without the `ann` feature: mining with exact search");
-    Ok(ExactIndex::new(items.to_vec(), dim)?.search(queries, k)?)
+    Ok((
+        ExactIndex::new(items.to_vec(), dim)?.search(queries, k)?,
+        None,
+    ))
 }
 
 fn rank_buckets(candidates: &[Candidate], k: usize, split: usize) -> Vec<Bucket> {

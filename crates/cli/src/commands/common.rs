@@ -71,3 +71,70 @@ pub struct OptimArgs {
     #[arg(long)]
     pub device: Option<String>,
 }
+
+/// The persistent cache of item embeddings (`strata eval`, `strata mine`).
+#[derive(Args, Debug, Default)]
+pub struct EmbeddingCacheArgs {
+    /// Root of the item-embedding cache: item vectors are kept per model (SHA-256 of its
+    /// files), truncation length and device, so a later run with the same model embeds only
+    /// items it has not seen (default: $STRATA_CACHE, else $XDG_CACHE_HOME/strata, else
+    /// ~/.cache/strata).
+    #[arg(long)]
+    pub embedding_cache: Option<PathBuf>,
+    /// Embed every item afresh and leave the cache alone.
+    #[arg(long, conflicts_with = "embedding_cache")]
+    pub no_embedding_cache: bool,
+}
+
+impl EmbeddingCacheArgs {
+    /// The cache directory for `model` (None when disabled or no root can be found).
+    pub fn dir(
+        &self,
+        model: &std::path::Path,
+        max_len: usize,
+        device: &str,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        if self.no_embedding_cache {
+            return Ok(None);
+        }
+        let root = match &self.embedding_cache {
+            Some(r) => r.clone(),
+            None => match default_cache_root() {
+                Some(r) => r,
+                None => return Ok(None),
+            },
+        };
+        let fp = strata_serving::model_fingerprint(model)?;
+        let device = device.replace(':', "");
+        Ok(Some(
+            root.join("embeddings")
+                .join(format!("{}-len{max_len}-{device}", &fp[..32])),
+        ))
+    }
+}
+
+fn default_cache_root() -> Option<PathBuf> {
+    let nonempty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    nonempty("STRATA_CACHE")
+        .or_else(|| nonempty("XDG_CACHE_HOME").map(|p| p.join("strata")))
+        .or_else(|| nonempty("HOME").map(|p| p.join(".cache").join("strata")))
+}
+
+/// Wraps `model` with the item-embedding cache in `dir` (if any), logging where it is.
+pub fn cached_encoder<'a>(
+    model: &'a dyn strata_data::TextEncoder,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<Option<strata_data::CachedEncoder<'a>>> {
+    let Some(dir) = dir else { return Ok(None) };
+    let cache = strata_data::EmbeddingCache::open(dir, model.dim())?;
+    tracing::info!(
+        "item-embedding cache {} holds {} items",
+        dir.display(),
+        cache.len()
+    );
+    Ok(Some(strata_data::CachedEncoder::new(model, cache)?))
+}

@@ -104,6 +104,8 @@ pub struct EvalArgs {
     /// Truncation length (tokens) for a Hugging Face folder.
     #[arg(long)]
     pub max_len: Option<usize>,
+    #[command(flatten)]
+    pub cache: super::common::EmbeddingCacheArgs,
 }
 
 #[derive(Args, Debug)]
@@ -210,10 +212,19 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         (Some(idx), Some(e)) => Some(strata_serving::IndexedItems::new(idx, e)?),
         _ => None,
     };
-    let embedder: Option<&dyn strata_data::TextEncoder> = match (&indexed, &embedder) {
-        (Some(i), _) => Some(i),
-        (None, Some(e)) => Some(e),
-        (None, None) => None,
+    // Without an index, item vectors come from (and go to) the embedding cache.
+    let cached = match (&indexed, &embedder, &a.model) {
+        (None, Some(e), Some(model)) => {
+            let dir = a.cache.dir(model, e.config().max_len, &a.device)?;
+            super::common::cached_encoder(e, dir.as_deref())?
+        }
+        _ => None,
+    };
+    let embedder: Option<&dyn strata_data::TextEncoder> = match (&indexed, &cached, &embedder) {
+        (Some(i), _, _) => Some(i),
+        (None, Some(c), _) => Some(c),
+        (None, None, Some(e)) => Some(e),
+        (None, None, None) => None,
     };
     let system = match (kind, embedder) {
         (SystemKind::Bm25, _) => System::Bm25,
@@ -280,6 +291,15 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         println!(
             "HNSW recall against exact: @10 {:.4}  @100 {:.4} (build {:.1}s, search {:.1}s)",
             ann.recall_10, ann.recall_100, ann.build_seconds, ann.search_seconds
+        );
+    }
+    if let Some(c) = &cached {
+        let st = c.stats();
+        println!(
+            "item embeddings: {} from the cache, {} embedded (cache: {} items)",
+            st.hits,
+            st.embedded,
+            c.cached()
         );
     }
     let lo = &m.left_out;

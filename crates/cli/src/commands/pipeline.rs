@@ -118,6 +118,8 @@ pub struct MineArgs {
     /// Taxonomy levels in the item text.
     #[arg(long, default_value_t = 2)]
     pub taxonomy_depth: usize,
+    #[command(flatten)]
+    pub embedding_cache: super::common::EmbeddingCacheArgs,
 }
 
 pub fn mine(a: MineArgs) -> anyhow::Result<()> {
@@ -203,9 +205,17 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         Some(idx) => Some(strata_serving::IndexedItems::new(idx, &e)?),
         None => None,
     };
-    let encoder: &dyn strata_data::TextEncoder = match &indexed {
-        Some(i) => i,
-        None => &e,
+    let cached = match &indexed {
+        None => {
+            let dir = a.embedding_cache.dir(&a.model, e.config().max_len, "cpu")?;
+            super::common::cached_encoder(&e, dir.as_deref())?
+        }
+        Some(_) => None,
+    };
+    let encoder: &dyn strata_data::TextEncoder = match (&indexed, &cached) {
+        (Some(i), _) => i,
+        (None, Some(c)) => c,
+        (None, None) => &e,
     };
     let out = strata_mining::mine(encoder, &catalog, &text, &train, &labeler, &cfg)?;
     strata_data::write_judgments(a.out.join("judgments.jsonl"), &out.judgments)?;
