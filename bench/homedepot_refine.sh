@@ -6,6 +6,8 @@
 #  2. `strata mine` with the stage-1 model over the whole catalog (k 150, unjudged pairs = 0);
 #  3. stage 2 from stage 1 on the merged judgments: circle loss (bench/homedepot-circle.toml)
 #     and the triplet baseline (bench/homedepot-triplet.toml), same data, updates and seed;
+#     and circle on a second mining whose hard negatives start at rank 11 (the top 10
+#     unjudged items of a query are the likeliest false negatives of "unjudged = 0");
 #  4. `strata eval` of both on dev (dense; hybrid for circle) and `strata compare` against the
 #     zero-shot row.
 # Rows already computed (zero-shot, BM25, stage 1, their hybrids) are read from DEVTABLE when it
@@ -35,20 +37,23 @@ if [ ! -f "$work/nondev.tsv" ]; then
 fi
 dev="$work/split/dev.tsv"
 
-# 2. mining.
-if [ ! -f "$work/mine/judgments.jsonl" ]; then
-  reuse=()
-  [ -n "${STAGE1_INDEX:-}" ] && reuse=(--item-embeddings "$STAGE1_INDEX")
+# 2. mining (hard negatives from rank 1, and from rank 11).
+reuse=()
+[ -n "${STAGE1_INDEX:-}" ] && reuse=(--item-embeddings "$STAGE1_INDEX")
+for from in 1 11; do
+  m="$work/mine"; [ "$from" = 1 ] || m="$work/mine-r$from"
+  [ -f "$m/judgments.jsonl" ] && continue
   t "$STRATA" mine --model "$stage1" --catalog "$data/products.tsv" --judgments "$work/nondev.tsv" \
-    --out "$work/mine" --whole-catalog --k 150 "${reuse[@]}"
-fi
+    --out "$m" --whole-catalog --k 150 --negatives-from-rank "$from" --cache "$m.labels.jsonl" "${reuse[@]}"
+done
 
-# 3. stage 2: circle and triplet.
-for loss in circle triplet; do
-  [ -f "$work/$loss/summary.json" ] && continue
+# 3. stage 2: circle and triplet on the first mining, circle on the second.
+for run in circle:mine triplet:mine circle-r11:mine-r11; do
+  name="${run%%:*}"; mined="${run##*:}"; loss="${name%%-*}"
+  [ -f "$work/$name/summary.json" ] && continue
   t "$STRATA" train --config "$repo/bench/homedepot-$loss.toml" --quiet \
-    --catalog "$data/products.tsv" --init "$stage1" --train-judgments "$work/mine/judgments.jsonl" \
-    --max-steps "$steps" --out "$work/$loss" $( [ -d "$work/$loss/checkpoints" ] && echo --resume )
+    --catalog "$data/products.tsv" --init "$stage1" --train-judgments "$work/$mined/judgments.jsonl" \
+    --max-steps "$steps" --out "$work/$name" $( [ -d "$work/$name/checkpoints" ] && echo --resume )
 done
 
 # 4. evaluations on dev.
@@ -67,11 +72,12 @@ if [ ! -f "$devtable/stage2-circle/metrics.json" ] || [ ! -f "$devtable/hybrid-s
   ev hybrid-stage2-circle hybrid --model "$work/circle/model" --item-embeddings "$work/circle-index"
 fi
 ev stage2-triplet dense --model "$work/triplet/model"
+ev stage2-circle-r11 dense --model "$work/circle-r11/model"
 ev hybrid-zero-shot hybrid --model "$repo/models/all-MiniLM-L6-v2"
 ev hybrid-stage1-rn4 hybrid --model "$stage1"
 
 runs=()
-for r in zero-shot stage1-rn4 stage2-circle stage2-triplet bm25 hybrid-zero-shot hybrid-stage1-rn4 hybrid-stage2-circle; do
+for r in zero-shot stage1-rn4 stage2-circle stage2-circle-r11 stage2-triplet bm25 hybrid-zero-shot hybrid-stage1-rn4 hybrid-stage2-circle; do
   runs+=("$devtable/$r")
 done
 "$STRATA" compare "${runs[@]}" --baseline "$devtable/zero-shot" --markdown | tee "$work/table.md"

@@ -312,7 +312,7 @@ impl TextEncoder for CachedEncoder<'_> {
             .collect();
         let hits = texts.iter().filter(|t| cache.get(t).is_some()).count();
         if !missing.is_empty() {
-            tracing::info!(
+            tracing::debug!(
                 "embedding cache {}: {} of {} item texts cached, embedding {}",
                 cache.dir().display(),
                 hits,

@@ -61,10 +61,12 @@ impl Default for MineConfig {
             negatives_from_rank: 1,
             corpus: Corpus::TrainingItems,
             ann: true,
+            // Home Depot, 7,573 queries x 54,667 items, k 150: recall@150 0.992 in 47 s
+            // (graph build included); M 16 / ef 256 gives 0.975 in 28 s.
             hnsw: HnswParams {
-                connectivity: 16,
-                expansion_add: 128,
-                expansion_search: 256,
+                connectivity: 24,
+                expansion_add: 200,
+                expansion_search: 400,
             },
             recall_check_queries: 1000,
             label_batch: 256,

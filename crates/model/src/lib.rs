@@ -12,7 +12,7 @@ pub mod tokenize;
 pub mod tower;
 
 pub use config::{EncoderConfig, EncoderFamily};
-pub use device::parse_device;
+pub use device::{parse_device, with_seed};
 pub use embedder::{BatchLimits, Embedder};
 pub use store::{LoadOptions, LoadedModel, export_sentence_transformers, load_model, save_model};
 pub use tokenize::{TextTokenizer, TokenBatch};

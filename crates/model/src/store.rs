@@ -203,8 +203,7 @@ fn load_hf(dir: &Path, opts: &LoadOptions, device: &Device) -> anyhow::Result<Lo
     if let Some(d) = config.projection_dim {
         anyhow::ensure!(d > 0, "projection dimension must be positive");
     }
-    device.seed(opts.seed);
-    let mut model = TwoTower::init(&config, device);
+    let mut model = crate::device::with_seed(device, opts.seed, || TwoTower::init(&config, device));
     load_hf_encoder(&mut model.encoder, &dir.join(WEIGHTS))?;
     let model = model.copy_encoder_to_item_encoder();
     Ok(LoadedModel {

@@ -531,11 +531,10 @@ mod tests {
     }
 
     fn net(device: &Device) -> Net {
-        device.seed(3);
-        Net {
+        strata_model::with_seed(device, 3, || Net {
             a: LinearConfig::new(5, 4).init(device),
             b: LinearConfig::new(4, 3).init(device),
-        }
+        })
     }
 
     fn loss(net: &Net, device: &Device, k: usize) -> Tensor<1> {

@@ -53,10 +53,11 @@ fn item_tokens() -> Vec<Vec<u32>> {
 }
 
 fn tiny_module(projection: Option<usize>, loss: LossConfig, device: &Device) -> TrainModule {
-    device.seed(11);
-    crate::step::fresh_params(TrainModule {
-        tower: TwoTower::init(&tiny_config(projection), device),
-        loss: loss.init(device).unwrap(),
+    strata_model::with_seed(device, 11, || {
+        crate::step::fresh_params(TrainModule {
+            tower: TwoTower::init(&tiny_config(projection), device),
+            loss: loss.init(device).unwrap(),
+        })
     })
 }
 

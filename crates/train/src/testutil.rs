@@ -88,9 +88,8 @@ pub fn tiny_config(projection_dim: Option<usize>) -> TowerConfig {
 pub fn tiny_model_dir(root: &Path, projection_dim: Option<usize>, seed: u64) -> PathBuf {
     let dir = root.join("tiny-model");
     let device = Device::flex();
-    device.seed(seed);
     let cfg = tiny_config(projection_dim);
-    let model = TwoTower::init(&cfg, &device);
+    let model = strata_model::with_seed(&device, seed, || TwoTower::init(&cfg, &device));
     save_model(&dir, &model, &cfg, &word_tokenizer(16)).expect("save tiny model");
     dir
 }
