@@ -33,6 +33,19 @@ fn cuda(_index: usize) -> anyhow::Result<Device> {
     )
 }
 
+/// Serialises seeded initialisation: burn's CPU backend keeps one random generator per
+/// process, so two threads that each seed it and then draw (two models initialised at once,
+/// or tests running in parallel) would interleave their draws and lose reproducibility.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Seeds `device`'s random generator with `seed` and runs `init` (which should draw every
+/// random value it needs) while no other caller of this function can reseed or draw.
+pub fn with_seed<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
+    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    init()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,17 +58,4 @@ mod tests {
         #[cfg(not(feature = "cuda"))]
         assert!(format!("{:#}", parse_device("cuda:0").unwrap_err()).contains("without CUDA"));
     }
-}
-
-/// Serialises seeded initialisation: burn's CPU backend keeps one random generator per
-/// process, so two threads that each seed it and then draw (two models initialised at once,
-/// or tests running in parallel) would interleave their draws and lose reproducibility.
-static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Seeds `device`'s random generator with `seed` and runs `init` (which should draw every
-/// random value it needs) while no other caller of this function can reseed or draw.
-pub fn with_seed<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
-    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(seed);
-    init()
 }
