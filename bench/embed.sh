@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Item-embedding throughput, strata vs sentence-transformers (PyTorch), same machine, same
 # titles, same thread count. Prints both JSON lines and the ratio strata/sentence-transformers.
-#   bench/embed.sh [N=20000] [THREADS=2]
+#   bench/embed.sh [N=20000] [THREADS=2]      (PRECISION=f32|int8|tensor picks strata's path)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n="${1:-20000}"; threads="${2:-2}"
@@ -11,7 +11,7 @@ titles="$repo/../shared/data/homedepot/products.tsv"
 py="$("$repo/scripts/python-bench-env.sh" | tail -n1)"
 (cd "$repo" && cargo build --release -q -p strata)
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
-s="$(RAYON_NUM_THREADS="$threads" "$repo/target/release/strata" --threads "$threads" bench embed --model "$model" --titles "$titles" --n "$n" 2>/dev/null)"
+s="$(RAYON_NUM_THREADS="$threads" "$repo/target/release/strata" --threads "$threads" bench embed --model "$model" --titles "$titles" --n "$n" --precision "${PRECISION:-f32}" 2>/dev/null)"
 p="$("$py" "$repo/bench/embed_st.py" "$model" "$titles" "$n" "$threads" 2>/dev/null)"
 echo "$s"; echo "$p"
 python3 - "$s" "$p" <<'PY'

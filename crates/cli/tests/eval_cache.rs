@@ -128,4 +128,20 @@ fn eval_reuses_cached_item_embeddings() {
             "{key}: uncached {p}, cached {c}, again {a}"
         );
     }
+
+    // int8 inference keeps its own cache directory: nothing is reused from the f32 vectors.
+    let (out, int8) = eval(dir, &catalog8, "int8", &["--precision", "int8"]);
+    assert!(out.contains("0 from the cache, 8 embedded"), "{out}");
+    assert_eq!(int8["n_items"], plain["n_items"]);
+    let (out, _) = eval(dir, &catalog8, "int8-again", &["--precision", "int8"]);
+    assert!(out.contains("8 from the cache, 0 embedded"), "{out}");
+    let err = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["eval", "--precision", "int4", "--system", "bm25"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        !err.status.success() && stderr.contains("expected f32 or int8"),
+        "{stderr}"
+    );
 }

@@ -46,6 +46,11 @@ pub fn with_seed<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
     init()
 }
 
+/// Whether `device` is the CPU (the flex backend, with or without autodiff).
+pub fn is_cpu(device: &Device) -> bool {
+    *device == Device::flex() || *device == Device::flex().autodiff()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::path::Path;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::engine::{FastTower, Precision};
 use crate::store::{LoadOptions, LoadedModel, load_model};
 use crate::tokenize::{TextTokenizer, length_batches};
 use crate::tower::{Side, TowerConfig, TwoTower};
@@ -27,6 +28,9 @@ impl Default for BatchLimits {
     }
 }
 
+/// Most tokens in one batch of the CPU engine.
+const ENGINE_MAX_TOKENS: usize = 1024;
+
 /// A model ready for inference.
 pub struct Embedder {
     model: TwoTower,
@@ -36,6 +40,8 @@ pub struct Embedder {
     name: String,
     limits: BatchLimits,
     progress: bool,
+    /// The CPU engine, when inference runs on it instead of the tensor model.
+    engine: Option<FastTower>,
 }
 
 impl Embedder {
@@ -56,13 +62,18 @@ impl Embedder {
             config.max_len,
             config.encoder.pad_token_id as u32,
         )?;
-        Ok(Self::new(
+        let precision = match opts.precision {
+            Some(Precision::F32) if !crate::device::is_cpu(device) => None,
+            p => p,
+        };
+        Self::new(
             model,
             config,
             tokenizer,
             device.clone(),
             dir.display().to_string(),
-        ))
+        )
+        .with_precision(precision)
     }
 
     /// Wraps an in-memory model (e.g. during training).
@@ -82,7 +93,31 @@ impl Embedder {
             name,
             limits: BatchLimits::default(),
             progress: false,
+            engine: None,
         }
+    }
+
+    /// Runs inference on strata's CPU engine ([`crate::engine`]) at `precision`, or on the
+    /// tensor model (`None`, the default; the only choice for a GPU device).
+    pub fn with_precision(mut self, precision: Option<Precision>) -> anyhow::Result<Self> {
+        self.engine = match precision {
+            None => None,
+            Some(p) => {
+                if !crate::device::is_cpu(&self.device) {
+                    anyhow::bail!(
+                        "--precision {p} runs on the CPU engine; the model is on {:?}",
+                        self.device
+                    );
+                }
+                Some(FastTower::new(&self.model, &self.config, p)?)
+            }
+        };
+        Ok(self)
+    }
+
+    /// The CPU engine's precision, `None` when the tensor model runs inference.
+    pub fn precision(&self) -> Option<Precision> {
+        self.engine.as_ref().map(|e| e.precision())
     }
 
     /// Sets the batch limits.
@@ -125,7 +160,13 @@ impl Embedder {
             self.tokenizer.ids_many(&refs)?
         };
         let lengths: Vec<usize> = ids.iter().map(|s| s.len()).collect();
-        let batches = length_batches(&lengths, self.limits.max_batch, self.limits.max_tokens);
+        // The engine packs tokens without padding and runs fastest when a batch's activations
+        // stay in the L2 cache (measured: 1,024 tokens ~1.2x faster than 4,096).
+        let max_tokens = match self.engine {
+            Some(_) => self.limits.max_tokens.min(ENGINE_MAX_TOKENS),
+            None => self.limits.max_tokens,
+        };
+        let batches = length_batches(&lengths, self.limits.max_batch, max_tokens);
         let bar = if self.progress && texts.len() >= 1000 {
             let b = ProgressBar::new(texts.len() as u64);
             b.set_style(
@@ -143,8 +184,13 @@ impl Embedder {
         let mut out = vec![0f32; texts.len() * dim];
         for batch in batches {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-            let tb = self.tokenizer.pad(&seqs);
-            let emb = self.forward_batch(side, &tb.ids, &tb.mask, tb.batch, tb.len)?;
+            let emb = match &self.engine {
+                Some(engine) => engine.embed(side, &seqs)?,
+                None => {
+                    let tb = self.tokenizer.pad(&seqs);
+                    self.forward_batch(side, &tb.ids, &tb.mask, tb.batch, tb.len)?
+                }
+            };
             for (row, &i) in batch.iter().enumerate() {
                 out[i * dim..(i + 1) * dim].copy_from_slice(&emb[row * dim..(row + 1) * dim]);
             }

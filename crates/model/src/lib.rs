@@ -2,10 +2,14 @@
 //! model directories (strata format, Hugging Face folders, sentence-transformers export) and
 //! batched inference.
 
+#[macro_use]
+mod simd;
+
 pub mod bert;
 pub mod config;
 pub mod device;
 pub mod embedder;
+pub mod engine;
 pub mod kernels;
 pub mod store;
 pub mod tokenize;
@@ -14,6 +18,7 @@ pub mod tower;
 pub use config::{EncoderConfig, EncoderFamily};
 pub use device::{parse_device, with_seed};
 pub use embedder::{BatchLimits, Embedder};
+pub use engine::{FastTower, Precision};
 pub use store::{LoadOptions, LoadedModel, export_sentence_transformers, load_model, save_model};
 pub use tokenize::{TextTokenizer, TokenBatch};
 pub use tower::{Side, TowerConfig, TwoTower};

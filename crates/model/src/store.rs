@@ -41,6 +41,9 @@ pub struct LoadOptions {
     pub max_len: Option<usize>,
     /// Seed of the random projection heads of a fresh model.
     pub seed: u64,
+    /// Inference on strata's CPU engine at this precision ([`crate::engine`]); `None` runs the
+    /// tensor model. On a GPU, `F32` means the tensor model and `Int8` is an error.
+    pub precision: Option<crate::engine::Precision>,
 }
 
 impl Default for LoadOptions {
@@ -52,6 +55,7 @@ impl Default for LoadOptions {
             item_prefix: None,
             max_len: None,
             seed: 42,
+            precision: None,
         }
     }
 }

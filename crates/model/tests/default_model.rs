@@ -70,6 +70,78 @@ fn embedding_does_not_depend_on_the_batch() {
     assert!(diff < 1e-5, "batch changed the embedding by {diff}");
 }
 
+/// The CPU engine against the tensor model on the real model: f32 equal to rounding, int8
+/// close (cosine) and keeping the reference similarities' order.
+#[test]
+fn cpu_engine_matches_the_tensor_model() {
+    use strata_model::Precision;
+    let texts = [
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        "He drove to the stadium.",
+        "Simpson Strong-Tie 12-Gauge Angle",
+        "angle bracket",
+        "Husky 52 in. 10-Drawer Mobile Workbench with Solid Wood Top, Black",
+        "x",
+    ];
+    // A projection head and untied towers, so every part of the engine runs.
+    let opts = LoadOptions {
+        projection_dim: Some(64),
+        asymmetric: true,
+        ..Default::default()
+    };
+    let tensor = Embedder::load(&default_model(), &opts).unwrap();
+    let f32 = Embedder::load(
+        &default_model(),
+        &LoadOptions {
+            precision: Some(Precision::F32),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    let int8 = Embedder::load(
+        &default_model(),
+        &LoadOptions {
+            precision: Some(Precision::Int8),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(tensor.precision(), None);
+    assert_eq!(int8.precision(), Some(Precision::Int8));
+    let d = 64;
+    for side in [Side::Query, Side::Item] {
+        let want = tensor.embed(&texts, side).unwrap();
+        let got = f32.embed(&texts, side).unwrap();
+        let diff = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{side:?}: f32 engine differs by {diff}");
+        let q = int8.embed(&texts, side).unwrap();
+        for i in 0..texts.len() {
+            let c = cos(&want[i * d..(i + 1) * d], &q[i * d..(i + 1) * d]);
+            assert!(c > 0.99, "{side:?} {:?}: int8 cosine {c}", texts[i]);
+        }
+    }
+    // The plain model's reference similarities survive int8.
+    let plain = Embedder::load(
+        &default_model(),
+        &LoadOptions {
+            precision: Some(Precision::Int8),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let v = plain.embed(&texts[..3], Side::Query).unwrap();
+    let r = |i: usize| &v[i * 384..(i + 1) * 384];
+    let (c01, c02, c12) = (cos(r(0), r(1)), cos(r(0), r(2)), cos(r(1), r(2)));
+    assert!((c01 - 0.6660).abs() < 0.02, "cos(0,1) = {c01}");
+    assert!((c02 - 0.1046).abs() < 0.02, "cos(0,2) = {c02}");
+    assert!((c12 - 0.1411).abs() < 0.02, "cos(1,2) = {c12}");
+}
+
 #[test]
 fn save_load_round_trip_gives_identical_embeddings() {
     let opts = LoadOptions {

@@ -24,9 +24,17 @@ pub trait ServingEncoder: TextEncoder {
     fn max_tokens(&self) -> usize;
     /// Counts the tokens of `text`.
     fn count_tokens(&self, text: &str) -> anyhow::Result<TokenCount>;
+    /// Arithmetic of the embeddings (recorded in an index's manifest).
+    fn precision(&self) -> strata_model::Precision {
+        strata_model::Precision::F32
+    }
 }
 
 impl ServingEncoder for strata_model::Embedder {
+    fn precision(&self) -> strata_model::Precision {
+        strata_model::Embedder::precision(self).unwrap_or_default()
+    }
+
     fn max_tokens(&self) -> usize {
         self.config().max_len
     }

@@ -467,6 +467,14 @@ impl ItemIndex {
         let mut manifest = Manifest::read(dir)?;
         if let Some((encoder, stamp)) = model {
             manifest.check_model(&stamp.path, &stamp.fingerprint)?;
+            if manifest.model.precision != stamp.precision {
+                bail!(
+                    "precision mismatch: the index's item embeddings were computed at {}, the model is loaded at {}; pass --precision {} (mixed precisions would rank items unevenly)",
+                    manifest.model.precision,
+                    stamp.precision,
+                    manifest.model.precision
+                );
+            }
             ensure!(
                 encoder.dim() == manifest.dim,
                 "the encoder has dimension {}, the index {}",

@@ -40,6 +40,10 @@ pub struct ModelStamp {
     pub path: String,
     /// SHA-256 over the model's configuration, tokenizer and weights ([`model_fingerprint`]).
     pub fingerprint: String,
+    /// Arithmetic the item embeddings were computed with (`strata index build --precision`);
+    /// f32 for indexes written before the field existed.
+    #[serde(default)]
+    pub precision: strata_model::Precision,
 }
 
 /// `manifest.json` of an index directory.

@@ -112,6 +112,7 @@ fn stamp(model: &ServedModel) -> ModelStamp {
     ModelStamp {
         path: model.name.clone(),
         fingerprint: model.fingerprint.clone(),
+        precision: model.encoder.precision(),
     }
 }
 
@@ -252,6 +253,41 @@ fn model_index_mismatch_is_refused() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("model/index mismatch"), "{e}");
+
+    // The same model at another precision may not add items to the index either; at the
+    // index's own precision it may.
+    let a_dir = tmp.path().join("a");
+    let int8 = load_model(
+        &a_dir,
+        &strata_model::LoadOptions {
+            precision: Some(strata_model::Precision::Int8),
+            ..Default::default()
+        },
+        "cpu",
+        strata_model::BatchLimits::default(),
+    )
+    .unwrap();
+    let si = stamp(&int8);
+    assert_eq!(si.precision, strata_model::Precision::Int8);
+    let e = ItemIndex::update(
+        &dir,
+        &upd,
+        Some((&*int8.encoder as &dyn TextEncoder, &si)),
+        &BuildOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("precision mismatch"), "{e}");
+    let a = served(&a_dir);
+    let sa = stamp(&a);
+    let (idx, _) = ItemIndex::update(
+        &dir,
+        &upd,
+        Some((&*a.encoder as &dyn TextEncoder, &sa)),
+        &BuildOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(idx.manifest().model.precision, strata_model::Precision::F32);
 }
 
 fn rank_eq(what: &str, a: &[(String, f32)], b: &[(String, f32)]) {

@@ -70,6 +70,10 @@ pub struct EmbedBenchArgs {
     /// Most padded tokens per forward pass.
     #[arg(long, default_value_t = 4096)]
     pub max_tokens: usize,
+    /// Inference path: the CPU engine at `f32` (what every command uses) or `int8`, or the
+    /// burn tensor model (`tensor`, the path training and GPUs use).
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
 }
 
 pub fn run(c: BenchCommand) -> anyhow::Result<()> {
@@ -99,13 +103,18 @@ fn embed(a: EmbedBenchArgs) -> anyhow::Result<()> {
             max_batch: a.batch_size,
             max_tokens: a.max_tokens,
         })
-        .with_progress(true);
+        .with_progress(true)
+        .with_precision(match a.precision.as_str() {
+            "tensor" => None,
+            p => Some(p.parse()?),
+        })?;
     e.embed(&titles[..titles.len().min(64)], Side::Item)?; // warm-up
     let t = std::time::Instant::now();
     let v = e.embed(&titles, Side::Item)?;
     let s = t.elapsed().as_secs_f64();
     let out = serde_json::json!({
         "system": "strata",
+        "precision": a.precision,
         "threads": rayon::current_num_threads(),
         "texts": titles.len(),
         "seconds": (s * 1000.0).round() / 1000.0,

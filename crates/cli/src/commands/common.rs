@@ -93,6 +93,7 @@ impl EmbeddingCacheArgs {
         model: &std::path::Path,
         max_len: usize,
         device: &str,
+        precision: strata_model::Precision,
     ) -> anyhow::Result<Option<PathBuf>> {
         if self.no_embedding_cache {
             return Ok(None);
@@ -105,7 +106,12 @@ impl EmbeddingCacheArgs {
             },
         };
         let fp = strata_serving::model_fingerprint(model)?;
-        let device = device.replace(':', "");
+        let mut device = device.replace(':', "");
+        // int8 embeddings differ from f32 ones: they get their own directory. (On a GPU the
+        // f32 tensor model and the CPU engine's f32 give the same vectors to rounding.)
+        if precision == strata_model::Precision::Int8 {
+            device.push_str("-int8");
+        }
         Ok(Some(
             root.join("embeddings")
                 .join(format!("{}-len{max_len}-{device}", &fp[..32])),

@@ -95,6 +95,10 @@ pub struct EvalArgs {
     /// Compute device for the model: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
+    /// ~1.8x faster item embedding; README "Int8 inference" gives its accuracy cost).
+    #[arg(long, default_value = "f32")]
+    pub precision: strata_model::Precision,
     /// Most texts per forward pass.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
@@ -132,6 +136,7 @@ fn load_embedder(a: &EvalArgs, model: &std::path::Path) -> anyhow::Result<Embedd
     let device = strata_model::parse_device(&a.device)?;
     let opts = LoadOptions {
         max_len: a.max_len,
+        precision: Some(a.precision),
         ..Default::default()
     };
     let embedder = Embedder::load_on(model, &opts, &device)
@@ -215,7 +220,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     // Without an index, item vectors come from (and go to) the embedding cache.
     let cached = match (&indexed, &embedder, &a.model) {
         (None, Some(e), Some(model)) => {
-            let dir = a.cache.dir(model, e.config().max_len, &a.device)?;
+            let dir = a
+                .cache
+                .dir(model, e.config().max_len, &a.device, a.precision)?;
             super::common::cached_encoder(e, dir.as_deref())?
         }
         _ => None,

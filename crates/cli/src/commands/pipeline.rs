@@ -119,6 +119,10 @@ pub struct MineArgs {
     /// Taxonomy levels in the item text.
     #[arg(long, default_value_t = 2)]
     pub taxonomy_depth: usize,
+    /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
+    /// ~1.8x faster item embedding; README "Int8 inference" gives its accuracy cost).
+    #[arg(long, default_value = "f32")]
+    pub precision: strata_model::Precision,
     #[command(flatten)]
     pub embedding_cache: super::common::EmbeddingCacheArgs,
 }
@@ -191,7 +195,11 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         },
         template: None,
     };
-    let e = Embedder::load(&a.model, &LoadOptions::default())?.with_progress(true);
+    let opts = LoadOptions {
+        precision: Some(a.precision),
+        ..Default::default()
+    };
+    let e = Embedder::load(&a.model, &opts)?.with_progress(true);
     let index = match &a.item_embeddings {
         Some(dir) => {
             let idx = strata_serving::ItemIndex::open(dir)?;
@@ -208,7 +216,9 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
     };
     let cached = match &indexed {
         None => {
-            let dir = a.embedding_cache.dir(&a.model, e.config().max_len, "cpu")?;
+            let dir = a
+                .embedding_cache
+                .dir(&a.model, e.config().max_len, "cpu", a.precision)?;
             super::common::cached_encoder(&e, dir.as_deref())?
         }
         Some(_) => None,
