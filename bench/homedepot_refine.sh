@@ -7,7 +7,8 @@
 #  3. stage 2 from stage 1 on the merged judgments: circle loss (bench/homedepot-circle.toml)
 #     and the triplet baseline (bench/homedepot-triplet.toml), same data, updates and seed;
 #     and circle on a second mining whose hard negatives start at rank 11 (the top 10
-#     unjudged items of a query are the likeliest false negatives of "unjudged = 0");
+#     unjudged items of a query are the likeliest false negatives of "unjudged = 0"); and
+#     circle on the original judgments alone (the mix-of-data ablation: no mined pairs);
 #  4. `strata eval` of both on dev (dense; hybrid for circle) and `strata compare` against the
 #     zero-shot row.
 # Rows already computed (zero-shot, BM25, stage 1, their hybrids) are read from DEVTABLE when it
@@ -47,12 +48,14 @@ for from in 1 11; do
     --out "$m" --whole-catalog --k 150 --negatives-from-rank "$from" --cache "$m.labels.jsonl" "${reuse[@]}"
 done
 
-# 3. stage 2: circle and triplet on the first mining, circle on the second.
-for run in circle:mine triplet:mine circle-r11:mine-r11; do
+# 3. stage 2: circle and triplet on the first mining, circle on the second, circle on the
+#    original judgments only.
+for run in circle:mine triplet:mine circle-r11:mine-r11 circle-orig:orig; do
   name="${run%%:*}"; mined="${run##*:}"; loss="${name%%-*}"
   [ -f "$work/$name/summary.json" ] && continue
+  judgments="$work/$mined/judgments.jsonl"; [ "$mined" = orig ] && judgments="$work/nondev.tsv"
   t "$STRATA" train --config "$repo/bench/homedepot-$loss.toml" --quiet \
-    --catalog "$data/products.tsv" --init "$stage1" --train-judgments "$work/$mined/judgments.jsonl" \
+    --catalog "$data/products.tsv" --init "$stage1" --train-judgments "$judgments" \
     --max-steps "$steps" --out "$work/$name" $( [ -d "$work/$name/checkpoints" ] && echo --resume )
 done
 
@@ -73,11 +76,12 @@ if [ ! -f "$devtable/stage2-circle/metrics.json" ] || [ ! -f "$devtable/hybrid-s
 fi
 ev stage2-triplet dense --model "$work/triplet/model"
 ev stage2-circle-r11 dense --model "$work/circle-r11/model"
+ev stage2-circle-orig dense --model "$work/circle-orig/model"
 ev hybrid-zero-shot hybrid --model "$repo/models/all-MiniLM-L6-v2"
 ev hybrid-stage1-rn4 hybrid --model "$stage1"
 
 runs=()
-for r in zero-shot stage1-rn4 stage2-circle stage2-circle-r11 stage2-triplet bm25 hybrid-zero-shot hybrid-stage1-rn4 hybrid-stage2-circle; do
+for r in zero-shot stage1-rn4 stage2-circle stage2-circle-r11 stage2-circle-orig stage2-triplet bm25 hybrid-zero-shot hybrid-stage1-rn4 hybrid-stage2-circle; do
   runs+=("$devtable/$r")
 done
 "$STRATA" compare "${runs[@]}" --baseline "$devtable/zero-shot" --markdown | tee "$work/table.md"

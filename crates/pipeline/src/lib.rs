@@ -268,7 +268,7 @@ fn eval_into(
     };
     let result = match model {
         Some(m) => {
-            let e = Embedder::load(m, &LoadOptions::default())?.with_progress(true);
+            let e = Embedder::load(m, &engine_f32())?.with_progress(true);
             strata_eval::evaluate(&cat, &q, System::Dense(&e), &opts)?
         }
         None => strata_eval::evaluate(&cat, &q, System::Bm25, &opts)?,
@@ -383,7 +383,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
             cfg.out.join("labels.jsonl"),
             "v1",
         )?;
-        let e = Embedder::load(&stage1, &LoadOptions::default())?.with_progress(true);
+        let e = Embedder::load(&stage1, &engine_f32())?.with_progress(true);
         let out = strata_mining::mine(&e, &catalog, &text, &train, &labeler, &cfg.mine)?;
         strata_data::write_judgments(&mined, &out.judgments)?;
         let mut report = serde_json::to_value(&out.report)?;
@@ -458,5 +458,13 @@ impl Labeler for DynLabeler<'_> {
     }
     fn identity(&self) -> String {
         self.0.identity()
+    }
+}
+
+/// Inference options: strata's CPU engine at f32 (the tensor model's function, faster).
+fn engine_f32() -> LoadOptions {
+    LoadOptions {
+        precision: Some(strata_model::Precision::F32),
+        ..Default::default()
     }
 }

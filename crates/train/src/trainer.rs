@@ -499,7 +499,11 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
                 max_batch: cfg.eval.batch_texts,
                 max_tokens: cfg.eval.batch_tokens,
             })
-            .with_progress(opts.progress);
+            .with_progress(opts.progress)
+            // The CPU engine (same function, faster) on the CPU; the tensor model on a GPU.
+            .with_precision(
+                strata_model::device::is_cpu(&infer_device).then_some(strata_model::Precision::F32),
+            )?;
             let run = || evaluate_dev(&embedder, dev, &data.item_texts);
             let score = match &reporter.bar {
                 Some(b) => b.suspend(run)?,
@@ -719,7 +723,11 @@ pub fn evaluate_model(cfg: &TrainConfig, model_dir: &Path) -> anyhow::Result<Dev
         "the configuration defines no dev split (data.dev_fraction is 0 and no data.dev_judgments)",
     )?;
     let device = strata_model::parse_device(&cfg.device)?;
-    let embedder = Embedder::load_on(&resolve_init(model_dir)?, &LoadOptions::default(), &device)?
+    let opts = LoadOptions {
+        precision: Some(strata_model::Precision::F32),
+        ..Default::default()
+    };
+    let embedder = Embedder::load_on(&resolve_init(model_dir)?, &opts, &device)?
         .with_limits(strata_model::BatchLimits {
             max_batch: cfg.eval.batch_texts,
             max_tokens: cfg.eval.batch_tokens,
