@@ -192,6 +192,161 @@ impl CompareTable {
     }
 }
 
+/// A run's per-query margins against the baseline's, on the queries that qualify in both
+/// (EVALUATION.md: lexically hard pairs, at least one label-2 and one label-0 pair).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairedMargins {
+    pub name: String,
+    /// Queries qualifying in both runs.
+    pub queries: usize,
+    /// The run's mean average margin and mean worst-case margin over those queries.
+    pub avg_margin: f64,
+    pub worst_margin: f64,
+    /// Mean per-query difference (run - baseline) and its standard error.
+    pub avg_diff: f64,
+    pub avg_se: f64,
+    pub worst_diff: f64,
+    pub worst_se: f64,
+    /// Queries whose worst-case margin rose / fell (by more than 1e-6).
+    pub worst_up: usize,
+    pub worst_down: usize,
+    /// Standard deviation of the run's scores over all judged pairs, and the worst-case
+    /// margin divided by it (a scale-free view: a model that squeezes every score into a narrow
+    /// band has small margins of either sign).
+    pub score_sd: f64,
+    pub worst_in_sd: f64,
+}
+
+/// Per-query margins of a run directory's `judged_scores.tsv`, keyed by query text.
+fn run_margins(
+    dir: &Path,
+    min_overlap: f64,
+) -> anyhow::Result<(
+    std::collections::BTreeMap<String, crate::margins::QueryMargin>,
+    f64,
+)> {
+    let rows = crate::report::read_judged_rows(&dir.join("judged_scores.tsv"))?;
+    let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    let pairs: Vec<crate::margins::ScoredPair> = rows
+        .iter()
+        .map(|r| {
+            let next = ids.len() as u32;
+            let q = *ids.entry(r.query.as_str()).or_insert_with(|| {
+                names.push(r.query.as_str());
+                next
+            });
+            crate::margins::ScoredPair {
+                query: q,
+                item: 0,
+                label: r.label,
+                score: r.score,
+                overlap: r.overlap,
+            }
+        })
+        .collect();
+    let report = crate::margins::hard_pair_margins(&pairs, min_overlap);
+    let n = rows.len().max(1) as f64;
+    let mean = rows.iter().map(|r| r.score as f64).sum::<f64>() / n;
+    let sd = (rows
+        .iter()
+        .map(|r| (r.score as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let by_query = report
+        .per_query
+        .into_iter()
+        .map(|m| (names[m.query as usize].to_string(), m))
+        .collect();
+    Ok((by_query, sd))
+}
+
+fn mean_se(d: &[f64]) -> (f64, f64) {
+    let n = d.len() as f64;
+    if d.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = d.iter().sum::<f64>() / n;
+    if d.len() < 2 {
+        return (m, f64::NAN);
+    }
+    let var = d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
+    (m, (var / n).sqrt())
+}
+
+/// Compares each run's per-query margins with the baseline's (paired over common queries).
+/// The runs are evaluation directories holding `judged_scores.tsv`.
+pub fn paired_margins(
+    runs: &[&Path],
+    baseline: &Path,
+    min_overlap: f64,
+) -> anyhow::Result<Vec<PairedMargins>> {
+    let (base, _) = run_margins(baseline, min_overlap)?;
+    let mut out = Vec::new();
+    for dir in std::iter::once(baseline).chain(runs.iter().copied()) {
+        let (run, sd) = run_margins(dir, min_overlap)?;
+        let common: Vec<(&crate::margins::QueryMargin, &crate::margins::QueryMargin)> = run
+            .iter()
+            .filter_map(|(q, m)| base.get(q).map(|b| (m, b)))
+            .collect();
+        let avg_d: Vec<f64> = common.iter().map(|(m, b)| m.average - b.average).collect();
+        let worst_d: Vec<f64> = common.iter().map(|(m, b)| m.worst - b.worst).collect();
+        let (avg_diff, avg_se) = mean_se(&avg_d);
+        let (worst_diff, worst_se) = mean_se(&worst_d);
+        let n = common.len().max(1) as f64;
+        let worst_margin = common.iter().map(|(m, _)| m.worst).sum::<f64>() / n;
+        out.push(PairedMargins {
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| dir.display().to_string()),
+            queries: common.len(),
+            avg_margin: common.iter().map(|(m, _)| m.average).sum::<f64>() / n,
+            worst_margin,
+            avg_diff,
+            avg_se,
+            worst_diff,
+            worst_se,
+            // Scores are f32: differences within 1e-6 are ties.
+            worst_up: worst_d.iter().filter(|d| **d > 1e-6).count(),
+            worst_down: worst_d.iter().filter(|d| **d < -1e-6).count(),
+            score_sd: sd,
+            worst_in_sd: if sd > 0.0 {
+                worst_margin / sd
+            } else {
+                f64::NAN
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// The paired margin table as Markdown (the first row is the baseline).
+pub fn paired_margins_markdown(rows: &[PairedMargins]) -> String {
+    let mut s = String::from(
+        "| run | queries | avg margin | worst margin | avg diff (± SE) | worst diff (± SE) | worst up/down | score SD | worst / SD |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.4} | {:.4} | {:+.4} ± {:.4} | {:+.4} ± {:.4} | {}/{} | {:.3} | {:.3} |\n",
+            r.name,
+            r.queries,
+            r.avg_margin,
+            r.worst_margin,
+            r.avg_diff,
+            r.avg_se,
+            r.worst_diff,
+            r.worst_se,
+            r.worst_up,
+            r.worst_down,
+            r.score_sd,
+            r.worst_in_sd
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +423,84 @@ mod tests {
         assert!(format!("{e:#}").contains("broken"), "{e:#}");
         let d = write(tmp.path(), "list", "[1, 2]");
         assert!(load_run(&d).is_err());
+    }
+
+    fn write_scores(dir: &Path, rows: &[(&str, u8, f32, f64)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut t = String::from("query\titem\tlabel\tscore\toverlap\n");
+        for (i, (q, l, s, o)) in rows.iter().enumerate() {
+            t.push_str(&format!("{q}\tp{i}\t{l}\t{s}\t{o}\n"));
+        }
+        std::fs::write(dir.join("judged_scores.tsv"), t).unwrap();
+    }
+
+    #[test]
+    fn paired_margins_are_computed_per_common_query() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let run = tmp.path().join("run");
+        // Query a: hard pairs 2 -> 0.8, 0.6; 0 -> 0.5. Query b: 2 -> 0.4; 0 -> 0.5, 0.3.
+        // Query c qualifies only in the run (its label-0 pair is hard there, not in the base).
+        // Pairs with overlap < 0.7 and label-1 pairs never count.
+        write_scores(
+            &base,
+            &[
+                ("a", 2, 0.8, 1.0),
+                ("a", 2, 0.6, 0.7),
+                ("a", 0, 0.5, 1.0),
+                ("a", 0, 0.9, 0.2),
+                ("a", 1, 0.95, 1.0),
+                ("b", 2, 0.4, 1.0),
+                ("b", 0, 0.5, 1.0),
+                ("b", 0, 0.3, 1.0),
+                ("c", 2, 0.4, 1.0),
+                ("c", 0, 0.1, 0.5),
+            ],
+        );
+        // The run: a worst 0.7 - 0.2 = 0.5 (was 0.1); b worst 0.6 - 0.7 = -0.1 (was -0.1).
+        write_scores(
+            &run,
+            &[
+                ("a", 2, 0.9, 1.0),
+                ("a", 2, 0.7, 0.7),
+                ("a", 0, 0.2, 1.0),
+                ("b", 2, 0.6, 1.0),
+                ("b", 0, 0.7, 1.0),
+                ("b", 0, 0.1, 1.0),
+                ("c", 2, 0.4, 1.0),
+                ("c", 0, 0.1, 0.9),
+            ],
+        );
+        let rows = paired_margins(&[run.as_path()], &base, 0.7).unwrap();
+        assert_eq!(rows.len(), 2);
+        let (b, r) = (&rows[0], &rows[1]);
+        assert_eq!((b.name.as_str(), b.queries), ("base", 2));
+        assert!((b.worst_margin - (0.1 + -0.1) / 2.0).abs() < 1e-6);
+        assert_eq!((b.worst_diff, b.worst_up, b.worst_down), (0.0, 0, 0));
+        assert_eq!((r.name.as_str(), r.queries), ("run", 2));
+        // Worst: a 0.5 vs 0.1 (+0.4), b -0.1 vs -0.1 (0): mean +0.2, SE = sd([0.4, 0]) / sqrt 2.
+        assert!((r.worst_margin - 0.2).abs() < 1e-6, "{r:?}");
+        assert!((r.worst_diff - 0.2).abs() < 1e-6, "{r:?}");
+        let se = (0.08f64 / 2.0).sqrt();
+        assert!((r.worst_se - se).abs() < 1e-6, "{r:?}");
+        assert_eq!((r.worst_up, r.worst_down), (1, 0));
+        // Average: base a 0.7 - 0.5 = 0.2, b 0.4 - 0.4 = 0; run a 0.8 - 0.2 = 0.6, b 0.6 - 0.4 = 0.2.
+        assert!(
+            (r.avg_margin - 0.4).abs() < 1e-6 && (r.avg_diff - 0.3).abs() < 1e-6,
+            "{r:?}"
+        );
+        assert!(r.score_sd > 0.0 && (r.worst_in_sd - r.worst_margin / r.score_sd).abs() < 1e-9);
+        let md = paired_margins_markdown(&rows);
+        assert!(md.contains("| run | 2 | 0.4000 | 0.2000 | +0.3000"), "{md}");
+        // A damaged file names its line and field.
+        std::fs::write(
+            run.join("judged_scores.tsv"),
+            "query\titem\tlabel\tscore\toverlap\na\tp\t2\tx\t1\n",
+        )
+        .unwrap();
+        let e = paired_margins(&[run.as_path()], &base, 0.7)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("judged_scores.tsv:2: field score"), "{e}");
     }
 }

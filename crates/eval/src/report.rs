@@ -127,8 +127,18 @@ fn write_judged_scores(path: &Path, r: &EvalResult) -> anyhow::Result<()> {
     w.flush().map_err(io)
 }
 
-/// Reads `(score, label)` from a run's `judged_scores.tsv`.
-pub fn read_judged_scores(path: &Path) -> anyhow::Result<Vec<(f32, u8)>> {
+/// One row of a run's `judged_scores.tsv`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgedRow {
+    pub query: String,
+    pub item: String,
+    pub label: u8,
+    pub score: f32,
+    pub overlap: f64,
+}
+
+/// Reads a run's `judged_scores.tsv`; errors name the file, line and field.
+pub fn read_judged_rows(path: &Path) -> anyhow::Result<Vec<JudgedRow>> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
     for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -151,29 +161,45 @@ pub fn read_judged_scores(path: &Path) -> anyhow::Result<Vec<(f32, u8)>> {
                 f.len()
             );
         }
-        let label: u8 = f[2].parse().ok().filter(|l| *l <= 2).with_context(|| {
+        let field = |name: &str, v: &str, what: &str| {
             format!(
-                "{}:{}: field label: {:?} is not 0, 1 or 2",
+                "{}:{}: field {name}: {v:?} is not {what}",
                 path.display(),
-                n + 1,
-                f[2]
+                n + 1
             )
-        })?;
+        };
+        let label: u8 = f[2]
+            .parse()
+            .ok()
+            .filter(|l| *l <= 2)
+            .with_context(|| field("label", f[2], "0, 1 or 2"))?;
         let score: f32 = f[3]
             .parse()
             .ok()
             .filter(|s: &f32| s.is_finite())
-            .with_context(|| {
-                format!(
-                    "{}:{}: field score: {:?} is not a number",
-                    path.display(),
-                    n + 1,
-                    f[3]
-                )
-            })?;
-        out.push((score, label));
+            .with_context(|| field("score", f[3], "a number"))?;
+        let overlap: f64 = f[4]
+            .parse()
+            .ok()
+            .filter(|o: &f64| (0.0..=1.0).contains(o))
+            .with_context(|| field("overlap", f[4], "a number in [0, 1]"))?;
+        out.push(JudgedRow {
+            query: f[0].to_string(),
+            item: f[1].to_string(),
+            label,
+            score,
+            overlap,
+        });
     }
     Ok(out)
+}
+
+/// Reads `(score, label)` from a run's `judged_scores.tsv`.
+pub fn read_judged_scores(path: &Path) -> anyhow::Result<Vec<(f32, u8)>> {
+    Ok(read_judged_rows(path)?
+        .into_iter()
+        .map(|r| (r.score, r.label))
+        .collect())
 }
 
 /// Derives thresholds from an existing run directory and writes its `thresholds.json`.

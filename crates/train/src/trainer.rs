@@ -727,10 +727,11 @@ pub fn evaluate_model(cfg: &TrainConfig, model_dir: &Path) -> anyhow::Result<Dev
         precision: Some(strata_model::Precision::F32),
         ..Default::default()
     };
-    let embedder = Embedder::load_on(&resolve_init(model_dir)?, &opts, &device)?
-        .with_limits(strata_model::BatchLimits {
+    let embedder = Embedder::load_on(&resolve_init(model_dir)?, &opts, &device)?.with_limits(
+        strata_model::BatchLimits {
             max_batch: cfg.eval.batch_texts,
             max_tokens: cfg.eval.batch_tokens,
-        });
+        },
+    );
     evaluate_dev(&embedder, dev, &data.item_texts)
 }

@@ -130,6 +130,12 @@ pub struct CompareArgs {
     /// Print a Markdown table.
     #[arg(long)]
     pub markdown: bool,
+    /// Instead of the metric table, compare the per-query margins of each run with the
+    /// baseline's on the queries qualifying in both (from `judged_scores.tsv`): mean difference
+    /// with its standard error, queries up/down, and the worst-case margin in units of the
+    /// run's score standard deviation.
+    #[arg(long)]
+    pub paired_margins: bool,
 }
 
 fn load_embedder(a: &EvalArgs, model: &std::path::Path) -> anyhow::Result<Embedder> {
@@ -328,6 +334,28 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    if a.paired_margins {
+        let dir = |p: &std::path::Path| -> std::path::PathBuf {
+            if p.is_dir() {
+                p.to_path_buf()
+            } else {
+                p.parent().unwrap_or(p).to_path_buf()
+            }
+        };
+        let base = dir(&a.baseline);
+        let base_c = base.canonicalize().ok();
+        let runs: Vec<std::path::PathBuf> = a
+            .runs
+            .iter()
+            .map(|p| dir(p))
+            .filter(|p| base_c.is_none() || p.canonicalize().ok() != base_c)
+            .collect();
+        let refs: Vec<&std::path::Path> = runs.iter().map(|p| p.as_path()).collect();
+        let hard = strata_eval::EvalOptions::default().hard_overlap;
+        let rows = strata_eval::compare::paired_margins(&refs, &base, hard)?;
+        print!("{}", strata_eval::compare::paired_margins_markdown(&rows));
+        return Ok(());
+    }
     let baseline = load_run(&a.baseline)?;
     let base_path = a.baseline.canonicalize().ok();
     let mut runs = Vec::new();
