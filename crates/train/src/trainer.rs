@@ -372,6 +372,14 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             (m.model, config, m.tokenizer_path)
         }
     };
+    if tower_cfg.projection_dim.is_none()
+        && cfg.train.head_lr != crate::config::OptimConfig::default().head_lr
+    {
+        tracing::warn!(
+            "train.head_lr ({}) has no effect: the model has no projection heads",
+            cfg.train.head_lr
+        );
+    }
     let (hidden, attention) = if cfg.model.dropout {
         (
             tower_cfg.encoder.hidden_dropout_prob,
