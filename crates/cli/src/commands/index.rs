@@ -49,7 +49,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
-    /// ~1.8x faster item embedding; README "Int8 inference" gives its accuracy cost).
+    /// ~1.8x faster item embedding; README "CPU inference engine and int8" gives its
+    /// accuracy cost).
     #[arg(long, default_value = "f32")]
     pub precision: strata_model::Precision,
 }

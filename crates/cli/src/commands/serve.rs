@@ -186,7 +186,8 @@ pub struct ServeBenchArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
-    /// ~1.8x faster item embedding; README "Int8 inference" gives its accuracy cost).
+    /// ~1.8x faster item embedding; README "CPU inference engine and int8" gives its
+    /// accuracy cost).
     #[arg(long, default_value = "f32")]
     pub precision: strata_model::Precision,
     #[command(flatten)]

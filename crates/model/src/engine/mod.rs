@@ -6,7 +6,7 @@
 //! - **Precision.** [`Precision::F32`] computes the linear layers with the `gemm` crate (the
 //!   library the flex backend also uses); [`Precision::Int8`] uses dynamically quantized int8
 //!   products ([`int8`]), about twice the arithmetic throughput of f32 on AVX2 CPUs, at a small
-//!   cost in accuracy that `strata eval` measures (README, "Int8 inference").
+//!   cost in accuracy that `strata eval` measures (README, "CPU inference engine and int8").
 //!
 //! Embeddings, layer norms, attention, GELU, pooling and the projection heads stay in f32.
 
