@@ -189,6 +189,11 @@ pub struct InstanceConfig {
     pub random_negatives: usize,
     /// Catalog size for `random_negatives`.
     pub catalog_items: u32,
+    /// Also draw instances for queries whose judged items share one positive level (only
+    /// label 2, or only label 1). Such an instance holds no negative of its own: it is meant
+    /// for training with batch negatives ([`with_batch_negatives`]), which supply them. Queries
+    /// judged only 0 never yield instances. Off by default (the paper's instance formats).
+    pub single_level: bool,
     pub seed: u64,
 }
 
@@ -199,6 +204,7 @@ impl Default for InstanceConfig {
             per_query: PerQuery::Cover { max: 4 },
             random_negatives: 0,
             catalog_items: 0,
+            single_level: false,
             seed: 0,
         }
     }
@@ -229,8 +235,11 @@ pub struct InstanceStats {
     pub queries: usize,
     /// Queries that produced instances.
     pub used_queries: usize,
-    /// Queries with a single label level (no instance possible).
+    /// Queries with a single label level that produced no instance (all of them unless
+    /// `single_level` is set; then the queries judged only 0).
     pub single_level_queries: usize,
+    /// Instances holding one positive level and no negative (only with `single_level`).
+    pub single_level_instances: usize,
     pub instances: usize,
     /// Instances per form: (q,d2,d1,d0), (q,d2,d0), (q,d1,d0), (q,d2,d1).
     pub per_form: [usize; 4],
@@ -279,8 +288,9 @@ pub fn build_instances(
         }
         stats.used_queries += 1;
         for inst in list {
-            if let Some(f) = inst.form() {
-                stats.per_form[f.index()] += 1;
+            match inst.form() {
+                Some(f) => stats.per_form[f.index()] += 1,
+                None => stats.single_level_instances += 1,
             }
             stats.items += inst.items.len();
             all.push(inst);
@@ -293,7 +303,8 @@ pub fn build_instances(
 
 fn sample_query(groups: &QueryGroups, cfg: &InstanceConfig, seed: u64, q: usize) -> Vec<Instance> {
     let mask = groups.levels(q);
-    if Form::from_levels(mask).is_none() {
+    let single_positive = cfg.single_level && (mask == 0b010 || mask == 0b100);
+    if Form::from_levels(mask).is_none() && !single_positive {
         return Vec::new();
     }
     let mut rng = Rng::stream(seed, q as u64);
@@ -348,6 +359,78 @@ fn sample_query(groups: &QueryGroups, cfg: &InstanceConfig, seed: u64, q: usize)
             }
         })
         .collect()
+}
+
+/// What [`with_batch_negatives`] did to one batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchNegativeStats {
+    /// Label-0 slots added over all instances.
+    pub added: usize,
+    /// Candidates passed over because the instance's query judges them (any label).
+    pub judged_skipped: usize,
+    /// Instances left out because they still held a single label level (a batch whose other
+    /// instances only hold items this query judges).
+    pub dropped: usize,
+}
+
+/// Grade-aware batch negatives: every item of the other instances of `batch` becomes a
+/// label-0 candidate of an instance, unless the instance's query judges that item (with any
+/// label: a judged or relabeled item keeps its own label and is never turned into a
+/// negative) or the instance already holds it. The items are encoded for the batch anyway, so
+/// the extra candidates cost only their similarity scores. `max_per_instance` caps the added
+/// candidates of one instance (taken in batch order; `None`: all).
+///
+/// Instances that still hold a single label level (a query with only positives whose batch
+/// offers no unjudged item) are left out and counted.
+pub fn with_batch_negatives(
+    batch: &[Instance],
+    groups: &QueryGroups,
+    max_per_instance: Option<usize>,
+) -> (Vec<Instance>, BatchNegativeStats) {
+    let mut stats = BatchNegativeStats::default();
+    // Distinct catalog items of the batch, in first-seen order.
+    let mut seen = std::collections::HashSet::new();
+    let pool: Vec<u32> = batch
+        .iter()
+        .flat_map(|inst| inst.items.iter().map(|&(i, _)| i))
+        .filter(|&i| seen.insert(i))
+        .collect();
+    let mut out = Vec::with_capacity(batch.len());
+    for inst in batch {
+        let q = inst.query_idx as usize;
+        let judged: std::collections::HashSet<u32> = (0..=MAX_LABEL)
+            .flat_map(|l| groups.items(q, l).iter().copied())
+            .chain(inst.items.iter().map(|&(i, _)| i))
+            .collect();
+        let cap = max_per_instance.unwrap_or(usize::MAX);
+        let mut items = inst.items.clone();
+        let mut added = 0;
+        for &i in &pool {
+            if added == cap {
+                break;
+            }
+            if judged.contains(&i) {
+                if !inst.items.iter().any(|&(x, _)| x == i) {
+                    stats.judged_skipped += 1;
+                }
+                continue;
+            }
+            items.push((i, 0));
+            added += 1;
+        }
+        let levels = items.iter().fold(0u8, |m, &(_, l)| m | (1 << l));
+        if levels.count_ones() < 2 {
+            stats.dropped += 1;
+            continue;
+        }
+        stats.added += added;
+        out.push(Instance {
+            query_idx: inst.query_idx,
+            query: inst.query.clone(),
+            items,
+        });
+    }
+    (out, stats)
 }
 
 #[cfg(test)]

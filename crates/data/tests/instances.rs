@@ -223,3 +223,97 @@ fn random_negatives_are_unjudged_distinct_catalog_items() {
     };
     assert!(build_instances(&groups, &tiny, 0).is_err());
 }
+
+/// Batch negatives: every added slot is label 0, an item of another instance of the batch,
+/// never judged for the instance's query (any label), never repeated; the original items keep
+/// their labels and order; single-level queries train only with them.
+#[test]
+fn batch_negatives_are_unjudged_items_of_other_instances() {
+    use strata_data::instances::with_batch_negatives;
+    let (catalog, js) = data();
+    let groups = QueryGroups::new(&catalog, &js).unwrap();
+    let judged: HashSet<(String, u32)> = js
+        .iter()
+        .map(|j| {
+            (
+                j.query.clone(),
+                catalog.index_of(&j.item_id).unwrap() as u32,
+            )
+        })
+        .collect();
+    let plain = InstanceConfig {
+        items_per_label: [2, 1, 1],
+        per_query: PerQuery::Fixed(1),
+        seed: 3,
+        ..Default::default()
+    };
+    let (without, stats) = build_instances(&groups, &plain, 0).unwrap();
+    assert!(without.iter().all(|i| i.query.as_ref() != "q5"));
+    assert_eq!(stats.single_level_instances, 0);
+    let single = InstanceConfig {
+        single_level: true,
+        ..plain
+    };
+    let (all, stats) = build_instances(&groups, &single, 0).unwrap();
+    // q5 (only label 2) now yields an instance; q4 (only label 0) still does not.
+    let q5 = all.iter().find(|i| i.query.as_ref() == "q5").unwrap();
+    assert!(q5.items.iter().all(|&(_, l)| l == 2));
+    assert!(all.iter().all(|i| i.query.as_ref() != "q4"));
+    assert!(stats.single_level_instances >= 1);
+    assert_eq!(
+        stats.single_level_queries, 1,
+        "only q4 (judged 0 only) yields nothing"
+    );
+
+    let batch = &all[..16];
+    let pool: HashSet<u32> = batch
+        .iter()
+        .flat_map(|i| i.items.iter().map(|x| x.0))
+        .collect();
+    let (out, st) = with_batch_negatives(batch, &groups, None);
+    assert_eq!(st.dropped, 0);
+    assert_eq!(out.len(), batch.len());
+    let mut added = 0;
+    for (o, orig) in out.iter().zip(batch) {
+        assert_eq!(o.query_idx, orig.query_idx);
+        assert_eq!(&o.items[..orig.items.len()], &orig.items[..]);
+        let extra = &o.items[orig.items.len()..];
+        let mut seen = HashSet::new();
+        for &(item, label) in extra {
+            assert_eq!(label, 0);
+            assert!(pool.contains(&item));
+            assert!(
+                !judged.contains(&(o.query.to_string(), item)),
+                "{} {item}",
+                o.query
+            );
+            assert!(seen.insert(item));
+            assert!(!orig.items.iter().any(|&(x, _)| x == item));
+        }
+        // Every unjudged pool item is there: nothing is passed over silently.
+        let expected = pool
+            .iter()
+            .filter(|&&i| !judged.contains(&(o.query.to_string(), i)))
+            .filter(|&&i| !orig.items.iter().any(|&(x, _)| x == i))
+            .count();
+        assert_eq!(extra.len(), expected, "{}", o.query);
+        added += extra.len();
+        let levels: HashSet<u8> = o.items.iter().map(|x| x.1).collect();
+        assert!(levels.len() >= 2);
+    }
+    assert_eq!(added, st.added);
+    assert!(st.added > 0 && st.judged_skipped > 0);
+    // A cap bounds the added slots.
+    let (capped, st) = with_batch_negatives(batch, &groups, Some(3));
+    assert!(
+        capped
+            .iter()
+            .zip(&out)
+            .all(|(c, o)| c.items.len() <= o.items.len())
+    );
+    assert!(st.added <= 3 * capped.len());
+    // A single-level instance alone in its batch has nothing to contrast: left out, counted.
+    let (alone, st) = with_batch_negatives(std::slice::from_ref(q5), &groups, None);
+    assert!(alone.is_empty());
+    assert_eq!(st.dropped, 1);
+}

@@ -24,6 +24,11 @@ pub enum Fusion {
     Rrf { alpha: f32, k: f32 },
 }
 
+/// Largest RRF constant accepted: at k = 1e6 the reciprocal ranks 1/(k + r) of the first
+/// thousand ranks still differ in f32; far beyond it they collapse to one value and every
+/// ranking degenerates to catalog order.
+pub const MAX_RRF_K: f32 = 1e6;
+
 impl Fusion {
     /// Checks `alpha` lies in [0, 1] and the RRF constant is positive.
     pub fn validate(&self) -> Result<(), String> {
@@ -34,8 +39,10 @@ impl Fusion {
         if !(0.0..=1.0).contains(&alpha) {
             return Err(format!("alpha must lie in [0, 1], got {alpha}"));
         }
-        if k.is_nan() || k <= 0.0 {
-            return Err(format!("the RRF constant must be positive, got {k}"));
+        if !(k > 0.0 && k <= MAX_RRF_K) {
+            return Err(format!(
+                "the RRF constant must lie in (0, {MAX_RRF_K}], got {k}"
+            ));
         }
         Ok(())
     }

@@ -191,17 +191,37 @@ pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
         .map_err(|e| Error::InvalidInput(format!("invalid database URL {}: {e}", redact(url))))
 }
 
-/// The URL with any password replaced by `***`, for messages.
+/// The connection a database URL names, for messages: user, hosts, ports and database,
+/// rebuilt from the parsed configuration, so no password (`user:pass@`, `?password=`, a
+/// `password=` key-value pair, or one containing `@`) nor any other parameter is ever printed.
+/// A string that does not parse is not echoed at all.
 pub(crate) fn redact(url: &str) -> String {
-    if let Some(rest) = url.split_once("://").map(|(_, r)| r)
-        && let Some((userinfo, _)) = rest.split_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        let scheme_len = url.len() - rest.len();
-        let after = &rest[userinfo.len()..];
-        return format!("{}{user}:***{after}", &url[..scheme_len]);
-    }
-    url.to_string()
+    use tokio_postgres::config::Host;
+    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else {
+        return "<an unparsable database URL>".to_string();
+    };
+    let ports = cfg.get_ports();
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                Host::Tcp(s) => s.clone(),
+                Host::Unix(p) => p.display().to_string(),
+            };
+            match ports.get(i).or(ports.first()) {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            }
+        })
+        .collect();
+    let user = cfg.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = cfg
+        .get_dbname()
+        .map(|d| format!("/{d}"))
+        .unwrap_or_default();
+    format!("postgres://{user}{}{db}", hosts.join(","))
 }
 
 /// Exports `batch` into `options.table` of the database at `url`: creates the pgvector
@@ -512,11 +532,43 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://me:secret@127.0.0.1:5432/db"),
-            "postgres://me:***@127.0.0.1:5432/db"
-        );
-        assert_eq!(redact("postgres://me@host/db"), "postgres://me@host/db");
-        assert_eq!(redact("host=x user=y"), "host=x user=y");
+        let cases = [
+            (
+                "postgres://me:secret@127.0.0.1:5432/db",
+                "postgres://me@127.0.0.1:5432/db",
+            ),
+            ("postgres://me@host/db", "postgres://me@host:5432/db"),
+            (
+                "postgres://u@127.0.0.1:1/db?password=secret",
+                "postgres://u@127.0.0.1:1/db",
+            ),
+            (
+                "host=127.0.0.1 port=1 user=u password=secret dbname=db",
+                "postgres://u@127.0.0.1:1/db",
+            ),
+            (
+                "postgres://u:p%40ss%40secret@127.0.0.1:1/db",
+                "postgres://u@127.0.0.1:1/db",
+            ),
+            (
+                "postgresql://u:secret@h1:1,h2:2/db?sslmode=disable",
+                "postgres://u@h1:1,h2:2/db",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact(url), want, "{url}");
+        }
+        for bad in [
+            "postgres://u:secret@[::1/db",
+            "host='unclosed password=secret",
+        ] {
+            let r = redact(bad);
+            assert!(!r.contains("secret"), "{bad} -> {r}");
+        }
+        let e = parse_url("postgres://u:secret@[::1/db")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
     }
 }

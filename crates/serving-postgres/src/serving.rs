@@ -16,7 +16,6 @@ use strata_serving::{
     BackendInfo, ItemIndex, Mode, ModelStamp, ScoredItem, SearchBackend, SearchQuery,
 };
 
-use crate::export::redact;
 use crate::{BackendOptions, Error, ExportBatch, ExportOptions, ExportReport, PgBackend, Result};
 use crate::{SearchMode, export};
 
@@ -122,7 +121,7 @@ impl PgSearchBackend {
         let metadata = TableMetadata::parse(table, t.metadata.as_deref())?;
         let info = BackendInfo {
             kind: "pgvector".into(),
-            location: format!("{} (table {table})", redact(url)),
+            location: format!("PostgreSQL table {table}"),
             items: t.items as usize,
             dim: t.dim,
             model_fingerprint: metadata.model.fingerprint.clone(),

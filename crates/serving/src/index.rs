@@ -13,6 +13,11 @@
 //! - `items.jsonl`: one line per slot (id, text, name, taxonomy, and `deleted` for tombstones);
 //! - `thresholds.json`: the relevance-strata thresholds, when given.
 //!
+//! Updates write a new generation of these files in `gen-N/` and switch to it with one atomic
+//! rename of `manifest.json` ([`crate::generation`]): a killed update leaves the old index or
+//! the new one, never a mix. `strata index verify` checks an index, `strata index repair`
+//! removes leftovers and rebuilds what is derived from the items and vectors.
+//!
 //! A slot is a row of the embedding file. Updates append new slots and mark replaced or
 //! deleted ones as tombstones; the HNSW graph and the BM25 index drop them, and exact search
 //! skips them, so results equal those of a fresh build over the live items in slot order.
@@ -34,6 +39,7 @@ use strata_eval::{
     hybrid_rank,
 };
 
+use crate::generation::{self, commit, data_dir, failpoint};
 use crate::manifest::{FORMAT_VERSION, Manifest, ModelStamp, Quantization};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -112,6 +118,33 @@ pub struct UpdateReport {
     pub slots: usize,
 }
 
+/// What [`ItemIndex::verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Generation the manifest names.
+    pub generation: u64,
+    /// Live items and slots the manifest records.
+    pub count: usize,
+    pub slots: usize,
+    /// Inconsistencies between the manifest and the data files (empty: the index is sound).
+    pub problems: Vec<String>,
+    /// Leftovers of interrupted mutations (harmless; `strata index repair` removes them).
+    pub leftovers: Vec<String>,
+}
+
+/// What [`ItemIndex::repair`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    /// Leftovers removed.
+    pub removed: Vec<String>,
+    /// The problems found before repairing (empty: only leftovers were removed).
+    pub problems: Vec<String>,
+    /// How the data files were brought back in line, if they had to be.
+    pub action: Option<String>,
+    pub count: usize,
+    pub slots: usize,
+}
+
 /// The f32 embedding file, memory-mapped.
 pub struct F32Map(Mmap);
 
@@ -122,8 +155,8 @@ impl F32Map {
             "embedding files are little-endian; this machine is not"
         );
         let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: the file is only modified by `ItemIndex::update`, which appends and then
-        // reopens the index; a map is never used across that change.
+        // SAFETY: a generation's files are never modified once the manifest names it: updates
+        // write a new generation (`crate::generation`) and replace files only by rename.
         let map = unsafe { Mmap::map(&f) }
             .with_context(|| format!("cannot memory-map {}", path.display()))?;
         ensure!(
@@ -145,6 +178,8 @@ impl AsRef<[f32]> for F32Map {
 /// An opened index directory.
 pub struct ItemIndex {
     dir: PathBuf,
+    /// Directory of the current generation's data files.
+    data: PathBuf,
     manifest: Manifest,
     items: Vec<ItemMeta>,
     by_id: HashMap<String, u32>,
@@ -224,6 +259,40 @@ fn encode(
     Ok(out)
 }
 
+/// Builds the HNSW graph of the rows `data` (keyed by `slots`) and writes it and its
+/// unreachable slots into `dir`.
+fn write_graph(
+    dir: &Path,
+    data: &[f32],
+    dim: usize,
+    params: HnswParams,
+    slots: &[u32],
+) -> anyhow::Result<()> {
+    let ann = HnswIndex::build_keyed(data, dim, params, |i| slots[i])
+        .context("building the HNSW graph")?;
+    let tmp = dir.join("hnsw.usearch.tmp");
+    ann.save(&tmp)?;
+    write_orphans(dir, &ann, slots, data)?;
+    drop(ann);
+    std::fs::rename(&tmp, dir.join(HNSW))
+        .with_context(|| format!("cannot write {}", dir.join(HNSW).display()))
+}
+
+/// Reads a little-endian f32 file.
+fn read_f32(path: &Path) -> anyhow::Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    ensure!(
+        bytes.len().is_multiple_of(4),
+        "{}: {} bytes is not a whole number of f32 values",
+        path.display(),
+        bytes.len()
+    );
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -263,10 +332,7 @@ fn read_items(dir: &Path) -> anyhow::Result<Vec<ItemMeta>> {
 }
 
 fn write_manifest(dir: &Path, m: &Manifest) -> anyhow::Result<()> {
-    write_atomic(
-        &dir.join(MANIFEST),
-        serde_json::to_string_pretty(m)?.as_bytes(),
-    )
+    generation::write_manifest(dir, m)
 }
 
 /// Writes the reduced-precision copy of the whole embedding matrix.
@@ -382,6 +448,7 @@ impl ItemIndex {
             hnsw: opts.hnsw,
             quantization: opts.quantization,
             thresholds: opts.thresholds.clone(),
+            generation: 0,
         };
         write_manifest(dir, &manifest)?;
         Self::open(dir)
@@ -390,15 +457,23 @@ impl ItemIndex {
     /// Opens an index directory: embeddings and the HNSW graph memory-mapped, BM25 on disk.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         let manifest = Manifest::read(dir)?;
-        let items = read_items(dir)?;
+        let data = data_dir(dir, manifest.generation);
+        ensure!(
+            data.is_dir(),
+            "{}: the manifest names generation {}, but {} is missing; the index is damaged: run `strata index repair` or rebuild it",
+            dir.display(),
+            manifest.generation,
+            data.display()
+        );
+        let items = read_items(&data)?;
         ensure!(
             items.len() == manifest.slots,
             "{}: {} item records, the manifest says {} slots",
-            dir.join(ITEMS).display(),
+            data.join(ITEMS).display(),
             items.len(),
             manifest.slots
         );
-        let emb = dir.join(EMBEDDINGS);
+        let emb = data.join(EMBEDDINGS);
         let map = F32Map::open(&emb)?;
         ensure!(
             map.as_ref().len() == manifest.slots * manifest.dim,
@@ -410,16 +485,16 @@ impl ItemIndex {
         );
         let vectors =
             ExactIndex::new(map, manifest.dim).with_context(|| format!("{}", emb.display()))?;
-        let ann = HnswIndex::open(&dir.join(HNSW), manifest.dim, manifest.hnsw, true)
-            .with_context(|| format!("{}", dir.join(HNSW).display()))?;
-        let orphans = read_orphans(dir)?;
+        let ann = HnswIndex::open(&data.join(HNSW), manifest.dim, manifest.hnsw, true)
+            .with_context(|| format!("{}", data.join(HNSW).display()))?;
+        let orphans = read_orphans(&data)?;
         ensure!(
             orphans.iter().all(|&s| (s as usize) < items.len()),
             "{}: a slot beyond the {} slots of the index",
-            dir.join(HNSW_ORPHANS).display(),
+            data.join(HNSW_ORPHANS).display(),
             items.len()
         );
-        let bm25 = Bm25Index::open(&dir.join(BM25_DIR))?;
+        let bm25 = Bm25Index::open(&data.join(BM25_DIR))?;
         let mut by_id = HashMap::new();
         let mut tombstones = 0;
         for (slot, it) in items.iter().enumerate() {
@@ -428,14 +503,14 @@ impl ItemIndex {
             } else if by_id.insert(it.id.clone(), slot as u32).is_some() {
                 bail!(
                     "{}: item id {:?} is live twice",
-                    dir.join(ITEMS).display(),
+                    data.join(ITEMS).display(),
                     it.id
                 );
             }
         }
         ensure!(
             by_id.len() == manifest.count && bm25.len() == manifest.count,
-            "{}: the manifest counts {} items, the item file {} and the BM25 index {}; the index is inconsistent, rebuild it",
+            "{}: the manifest counts {} items, the item file {} and the BM25 index {}; the index is inconsistent: run `strata index repair`",
             dir.display(),
             manifest.count,
             by_id.len(),
@@ -443,6 +518,7 @@ impl ItemIndex {
         );
         Ok(ItemIndex {
             dir: dir.to_path_buf(),
+            data,
             manifest,
             items,
             by_id,
@@ -464,7 +540,7 @@ impl ItemIndex {
         model: Option<(&dyn TextEncoder, &ModelStamp)>,
         opts: &BuildOptions,
     ) -> anyhow::Result<(Self, UpdateReport)> {
-        let mut manifest = Manifest::read(dir)?;
+        let manifest = Manifest::read(dir)?;
         if let Some((encoder, stamp)) = model {
             manifest.check_model(&stamp.path, &stamp.fingerprint)?;
             if manifest.model.precision != stamp.precision {
@@ -486,7 +562,7 @@ impl ItemIndex {
             .item_text
             .parse()
             .map_err(|e: String| anyhow::anyhow!("{}: {e}", dir.join(MANIFEST).display()))?;
-        let mut items = read_items(dir)?;
+        let mut items = read_items(&data_dir(dir, manifest.generation))?;
         let live: HashMap<&str, u32> = items
             .iter()
             .enumerate()
@@ -546,68 +622,76 @@ impl ItemIndex {
             .map(|i| first_slot + i)
             .collect();
 
-        // Embeddings: append.
-        let emb = dir.join(EMBEDDINGS);
-        {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&emb)
-                .with_context(|| format!("cannot open {}", emb.display()))?;
-            f.write_all(&f32_bytes(&new_vecs))
-                .and_then(|_| f.sync_data())
-                .with_context(|| format!("cannot append to {}", emb.display()))?;
-        }
-        if let Some(q) = manifest.quantization {
-            let all = std::fs::read(&emb)?;
-            let v: Vec<f32> = all
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            write_quantized(dir, q, &v, manifest.dim)?;
-        }
-        // HNSW: remove tombstoned keys, add new rows.
-        let mut ann = HnswIndex::open(&dir.join(HNSW), manifest.dim, manifest.hnsw, false)?;
-        for &s in &tomb {
-            ann.remove(s)?;
-        }
-        if !new_slots.is_empty() {
-            ann.add(&new_slots, &new_vecs)?;
-        }
-        let tmp = dir.join("hnsw.usearch.tmp");
-        ann.save(&tmp)?;
-        {
-            let all = std::fs::read(&emb)?;
-            let v: Vec<f32> = all
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            let dead: HashSet<u32> = tomb.iter().copied().collect();
-            let mut live_slots = Vec::new();
-            let mut live_rows = Vec::new();
-            for (slot, row) in v.chunks_exact(manifest.dim).enumerate() {
-                let slot = slot as u32;
-                let deleted = items.get(slot as usize).is_some_and(|m| m.deleted);
-                if !deleted && !dead.contains(&slot) {
-                    live_slots.push(slot);
-                    live_rows.extend_from_slice(row);
+        let dim = manifest.dim;
+        let manifest = commit(
+            dir,
+            &manifest,
+            &[EMBEDDINGS, BM25_DIR],
+            |stage, manifest| {
+                // Embeddings: append to the staged copy.
+                let emb = stage.join(EMBEDDINGS);
+                {
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&emb)
+                        .with_context(|| format!("cannot open {}", emb.display()))?;
+                    f.write_all(&f32_bytes(&new_vecs))
+                        .with_context(|| format!("cannot append to {}", emb.display()))?;
                 }
-            }
-            write_orphans(dir, &ann, &live_slots, &live_rows)?;
-        }
-        drop(ann);
-        std::fs::rename(&tmp, dir.join(HNSW))?;
-        // BM25: delete terms and add documents.
-        let bm25 = Bm25Index::open(&dir.join(BM25_DIR))?;
-        bm25.update(&tomb, new_slots.iter().copied().zip(texts.iter().copied()))?;
-        // Metadata and manifest.
-        for &s in &tomb {
-            items[s as usize].deleted = true;
-        }
-        items.extend(new_metas);
-        write_items(dir, &items)?;
-        manifest.slots = items.len();
-        manifest.count = items.iter().filter(|i| !i.deleted).count();
-        write_manifest(dir, &manifest)?;
+                let all = read_f32(&emb)?;
+                ensure!(
+                    all.len() == (items.len() + new_slots.len()) * dim,
+                    "{}: {} floats after the append, expected {} slots x {dim}",
+                    emb.display(),
+                    all.len(),
+                    items.len() + new_slots.len()
+                );
+                if let Some(q) = manifest.quantization {
+                    write_quantized(stage, q, &all, dim)?;
+                }
+                failpoint("index-embeddings");
+                // HNSW: remove tombstoned keys, add new rows.
+                let mut ann = HnswIndex::open(&stage.join(HNSW), dim, manifest.hnsw, false)?;
+                for &s in &tomb {
+                    ann.remove(s)?;
+                }
+                if !new_slots.is_empty() {
+                    ann.add(&new_slots, &new_vecs)?;
+                }
+                let tmp = stage.join("hnsw.usearch.tmp");
+                ann.save(&tmp)?;
+                let dead: HashSet<u32> = tomb.iter().copied().collect();
+                let mut live_slots = Vec::new();
+                let mut live_rows = Vec::new();
+                for (slot, row) in all.chunks_exact(dim).enumerate() {
+                    let slot = slot as u32;
+                    let deleted = items.get(slot as usize).is_some_and(|m| m.deleted);
+                    if !deleted && !dead.contains(&slot) {
+                        live_slots.push(slot);
+                        live_rows.extend_from_slice(row);
+                    }
+                }
+                write_orphans(stage, &ann, &live_slots, &live_rows)?;
+                drop(ann);
+                std::fs::rename(&tmp, stage.join(HNSW))
+                    .with_context(|| format!("cannot write {}", stage.join(HNSW).display()))?;
+                failpoint("index-hnsw");
+                // BM25: delete terms and add documents.
+                let bm25 = Bm25Index::open(&stage.join(BM25_DIR))?;
+                bm25.update(&tomb, new_slots.iter().copied().zip(texts.iter().copied()))?;
+                failpoint("index-bm25");
+                // Metadata.
+                for &s in &tomb {
+                    items[s as usize].deleted = true;
+                }
+                items.extend(new_metas.iter().cloned());
+                write_items(stage, &items)?;
+                failpoint("index-items");
+                manifest.slots = items.len();
+                manifest.count = items.iter().filter(|i| !i.deleted).count();
+                Ok(())
+            },
+        )?;
         let report = UpdateReport {
             added: update.add.len(),
             replaced: update.replace.len(),
@@ -634,19 +718,15 @@ impl ItemIndex {
         for &s in &live {
             data.extend_from_slice(idx.vector(s));
         }
-        let mut manifest = idx.manifest().clone();
+        let manifest = idx.manifest().clone();
         drop(idx);
         let pb = bar(progress, 1, "HNSW graph");
-        let ann = HnswIndex::build_keyed(&data, dim, params, |i| live[i])
-            .context("building the HNSW graph")?;
-        let tmp = dir.join("hnsw.usearch.tmp");
-        ann.save(&tmp)?;
-        write_orphans(dir, &ann, &live, &data)?;
-        drop(ann);
-        std::fs::rename(&tmp, dir.join(HNSW))?;
+        commit(dir, &manifest, &[], |stage, manifest| {
+            write_graph(stage, &data, dim, params, &live)?;
+            manifest.hnsw = params;
+            Ok(())
+        })?;
         pb.finish_and_clear();
-        manifest.hnsw = params;
-        write_manifest(dir, &manifest)?;
         Self::open(dir)
     }
 
@@ -654,26 +734,173 @@ impl ItemIndex {
     /// `strata eval` run made after the index was built; they apply from the next
     /// [`ItemIndex::open`].
     pub fn set_thresholds(dir: &Path, thresholds: Option<&Thresholds>) -> anyhow::Result<()> {
-        let mut m = Manifest::read(dir)?;
-        match thresholds {
-            Some(t) => write_atomic(
-                &dir.join(THRESHOLDS),
-                serde_json::to_string_pretty(t)?.as_bytes(),
-            )?,
-            None => {
-                let f = dir.join(THRESHOLDS);
-                if f.exists() {
-                    std::fs::remove_file(&f)
-                        .with_context(|| format!("cannot remove {}", f.display()))?;
+        let m = Manifest::read(dir)?;
+        commit(dir, &m, &[], |stage, m| {
+            let f = stage.join(THRESHOLDS);
+            match thresholds {
+                Some(t) => write_atomic(&f, serde_json::to_string_pretty(t)?.as_bytes())?,
+                None => generation::remove_all(&[f])?,
+            }
+            m.thresholds = thresholds.cloned();
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Checks the index at `dir`: the manifest against the item file, the vectors, the HNSW
+    /// graph and the BM25 index, and lists leftovers of interrupted mutations. An unreadable
+    /// manifest is an error; everything else is reported.
+    pub fn verify(dir: &Path) -> anyhow::Result<VerifyReport> {
+        let manifest = Manifest::read(dir)?;
+        let mut report = VerifyReport {
+            generation: manifest.generation,
+            count: manifest.count,
+            slots: manifest.slots,
+            ..Default::default()
+        };
+        report.leftovers = generation::stale_entries(dir, manifest.generation)?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        match Self::open(dir) {
+            Err(e) => report.problems.push(format!("{e:#}")),
+            Ok(idx) => {
+                if idx.ann.len() != manifest.count {
+                    report.problems.push(format!(
+                        "{}: the HNSW graph holds {} items, the manifest counts {}",
+                        idx.data.join(HNSW).display(),
+                        idx.ann.len(),
+                        manifest.count
+                    ));
+                }
+                let count = idx.live_items().count();
+                if count != manifest.count {
+                    report.problems.push(format!(
+                        "{}: {count} live items, the manifest counts {}",
+                        idx.data.join(ITEMS).display(),
+                        manifest.count
+                    ));
                 }
             }
         }
-        m.thresholds = thresholds.cloned();
-        write_manifest(dir, &m)
+        Ok(report)
+    }
+
+    /// Repairs the index at `dir`: removes leftovers of interrupted mutations and, when the
+    /// data files disagree with the manifest (an index damaged by a crash of a strata older
+    /// than crash-safe updates, or by hand), brings them back in line without a model: the
+    /// item records decide the slots (the manifest's when the item file still has them, the
+    /// item file's when it is complete and the vectors cover it), surplus vector rows are
+    /// dropped, and the HNSW graph and the BM25 index are rebuilt from the items and vectors.
+    /// The result is a new generation, committed like any update.
+    pub fn repair(dir: &Path, progress: bool) -> anyhow::Result<RepairReport> {
+        let manifest = Manifest::read(dir)?;
+        let stale = generation::stale_entries(dir, manifest.generation)?;
+        generation::remove_all(&stale)?;
+        let mut report = RepairReport {
+            removed: stale.iter().map(|p| p.display().to_string()).collect(),
+            count: manifest.count,
+            slots: manifest.slots,
+            ..Default::default()
+        };
+        let found = Self::verify(dir)?;
+        if found.problems.is_empty() {
+            return Ok(report);
+        }
+        report.problems = found.problems;
+        let data = data_dir(dir, manifest.generation);
+        let dim = manifest.dim;
+        let items = read_items(&data).with_context(|| {
+            format!(
+                "cannot repair {}: the item file is unreadable; rebuild the index",
+                dir.display()
+            )
+        })?;
+        let vectors = read_f32(&data.join(EMBEDDINGS)).with_context(|| {
+            format!(
+                "cannot repair {}: the vectors are unreadable; rebuild the index",
+                dir.display()
+            )
+        })?;
+        let rows = vectors.len() / dim.max(1);
+        let (slots, action) = if items.len() == manifest.slots && rows >= manifest.slots {
+            (
+                manifest.slots,
+                format!(
+                    "kept the manifest's {} slots ({} surplus vector rows dropped); rebuilt the HNSW graph and the BM25 index",
+                    manifest.slots,
+                    rows - manifest.slots
+                ),
+            )
+        } else if items.len() > manifest.slots && rows >= items.len() {
+            (
+                items.len(),
+                format!(
+                    "completed the interrupted update to the item file's {} slots ({} surplus vector rows dropped); rebuilt the HNSW graph and the BM25 index",
+                    items.len(),
+                    rows - items.len()
+                ),
+            )
+        } else {
+            bail!(
+                "cannot repair {}: {} item records, {rows} vector rows and {} slots in the manifest do not fit together; rebuild the index",
+                dir.display(),
+                items.len(),
+                manifest.slots
+            );
+        };
+        let items = &items[..slots];
+        let vectors = &vectors[..slots * dim];
+        let live: Vec<u32> = (0..slots as u32)
+            .filter(|&s| !items[s as usize].deleted)
+            .collect();
+        ensure!(
+            !live.is_empty(),
+            "cannot repair {}: no live items; rebuild the index",
+            dir.display()
+        );
+        let mut live_rows = Vec::with_capacity(live.len() * dim);
+        for &s in &live {
+            live_rows.extend_from_slice(&vectors[s as usize * dim..(s as usize + 1) * dim]);
+        }
+        let pb = bar(progress, 1, "repairing");
+        let committed = commit(dir, &manifest, &[], |stage, m| {
+            write_atomic(&stage.join(EMBEDDINGS), &f32_bytes(vectors))?;
+            if let Some(q) = m.quantization {
+                write_quantized(stage, q, vectors, dim)?;
+            }
+            write_graph(stage, &live_rows, dim, m.hnsw, &live)?;
+            let bm25 = stage.join(BM25_DIR);
+            generation::remove_all(std::slice::from_ref(&bm25))?;
+            Bm25Index::create(
+                &bm25,
+                live.iter().map(|&s| (s, items[s as usize].text.as_str())),
+            )?;
+            write_items(stage, items)?;
+            m.slots = slots;
+            m.count = live.len();
+            Ok(())
+        })?;
+        pb.finish_and_clear();
+        report.action = Some(action);
+        report.count = committed.count;
+        report.slots = committed.slots;
+        let after = Self::verify(dir)?;
+        ensure!(
+            after.problems.is_empty(),
+            "the repaired index is still inconsistent: {}",
+            after.problems.join("; ")
+        );
+        Ok(report)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Directory of the current generation's data files.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 
     pub fn manifest(&self) -> &Manifest {

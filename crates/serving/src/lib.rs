@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod encoder;
+pub mod generation;
 pub mod index;
 pub mod loadgen;
 pub mod manifest;
@@ -20,7 +21,9 @@ pub mod server;
 
 pub use backend::{BackendInfo, IndexBackend, Mode, ScoredItem, SearchBackend, SearchQuery};
 pub use encoder::{BatchConfig, Batcher, ServingEncoder, TokenCount};
-pub use index::{BuildOptions, ItemIndex, ItemMeta, Update, UpdateReport};
+pub use index::{
+    BuildOptions, ItemIndex, ItemMeta, RepairReport, Update, UpdateReport, VerifyReport,
+};
 pub use manifest::{FORMAT_VERSION, Manifest, ModelStamp, Quantization, model_fingerprint};
 pub use reuse::IndexedItems;
 pub use server::{Limits, RunningServer, SearchResponse, SearchResult, ServedModel, ServerConfig};

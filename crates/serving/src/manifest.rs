@@ -66,6 +66,14 @@ pub struct Manifest {
     pub quantization: Option<Quantization>,
     /// Thresholds between relevance strata (from a `strata eval` run), if given.
     pub thresholds: Option<Thresholds>,
+    /// Generation of the data files: 0 in the index directory itself (as `strata index build`
+    /// writes them), `n > 0` in `gen-n/` (written by updates; see [`crate::generation`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(g: &u64) -> bool {
+    *g == 0
 }
 
 impl Manifest {
@@ -81,11 +89,22 @@ impl Manifest {
         })?;
         let m: Manifest = serde_json::from_str(&text)
             .with_context(|| format!("{}: not an index manifest", path.display()))?;
-        if m.format_version != FORMAT_VERSION {
+        let supported = FORMAT_VERSION..=crate::generation::GENERATION_FORMAT;
+        if !supported.contains(&m.format_version) {
             bail!(
-                "{}: index format version {} is not supported (this build reads version {FORMAT_VERSION}); rebuild the index",
+                "{}: index format version {} is not supported (this build reads versions {} to {}); rebuild the index",
                 path.display(),
-                m.format_version
+                m.format_version,
+                supported.start(),
+                supported.end()
+            );
+        }
+        if m.generation > 0 && m.format_version < crate::generation::GENERATION_FORMAT {
+            bail!(
+                "{}: format version {} cannot name generation {}",
+                path.display(),
+                m.format_version,
+                m.generation
             );
         }
         Ok(m)

@@ -121,11 +121,14 @@ impl ApiError {
     fn empty(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", message)
     }
+    /// A failure of the model or the index: the whole chain goes to the server's log, the
+    /// client gets no internal detail (file paths, library messages).
     fn backend(e: anyhow::Error) -> Self {
+        tracing::error!("request failed in the backend: {e:#}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "backend",
-            format!("{e:#}"),
+            "the model or the index failed on this request; the server log has the details",
         )
     }
 }
@@ -478,13 +481,23 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// The last component of a path, for `/info`: clients learn which model and index are
+/// served, not where they lie on the server.
+fn public_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 async fn info(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let mut index = st.backend.info();
+    index.location = public_name(&index.location);
     Json(json!({
-        "model": st.model_name,
+        "model": public_name(&st.model_name),
         "model_fingerprint": st.model_fingerprint,
         "dim": st.batcher.dim(),
         "max_input_tokens": st.encoder.max_tokens(),
-        "index": st.backend.info(),
+        "index": index,
         "limits": st.config.limits,
         "max_batch": st.config.batch.max_batch,
         "max_wait_ms": st.config.batch.max_wait.as_secs_f64() * 1e3,
@@ -544,15 +557,8 @@ async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| {
-            // Constant time in the key length.
-            g.len() == key.len()
-                && g.bytes()
-                    .zip(key.bytes())
-                    .fold(0u8, |a, (x, y)| a | (x ^ y))
-                    == 0
-        });
+            .and_then(bearer_token);
+        let ok = given.is_some_and(|g| keys_match(g, key));
         if !ok {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -563,6 +569,28 @@ async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
         }
     }
     next.run(req).await
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive,
+/// RFC 9110 section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Compares the SHA-256 digests of the two keys in constant time, so neither the key's
+/// content nor its length shows in the response time.
+fn keys_match(given: &str, key: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(key.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -667,6 +695,11 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && config.api_key.is_none() {
+        tracing::warn!(
+            "serving on {addr}, reachable from other machines, without an API key: anyone who can reach it can use it (set --api-key-env)"
+        );
+    }
     let state = Arc::new(AppState {
         batcher,
         encoder: model.encoder,

@@ -204,13 +204,21 @@ fn index_build_open_round_trip() {
     ItemIndex::set_thresholds(&dir, Some(&other)).unwrap();
     let idx = ItemIndex::open(&dir).unwrap();
     assert_eq!(idx.manifest().thresholds.as_ref(), Some(&other));
-    let on_disk: strata_eval::Thresholds =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("thresholds.json")).unwrap())
-            .unwrap();
+    let on_disk: strata_eval::Thresholds = serde_json::from_str(
+        &std::fs::read_to_string(idx.data_dir().join("thresholds.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(on_disk, other);
+    // Each mutation is a new generation; the previous one is gone once the switch is done.
+    assert_eq!(idx.data_dir(), dir.join("gen-1"));
+    assert!(!dir.join("embeddings.f32").exists());
     ItemIndex::set_thresholds(&dir, None).unwrap();
-    assert_eq!(ItemIndex::open(&dir).unwrap().manifest().thresholds, None);
-    assert!(!dir.join("thresholds.json").exists());
+    let idx = ItemIndex::open(&dir).unwrap();
+    assert_eq!(idx.manifest().thresholds, None);
+    assert!(!idx.data_dir().join("thresholds.json").exists());
+    assert!(!dir.join("gen-1").exists());
+    assert!(ItemIndex::verify(&dir).unwrap().problems.is_empty());
+    drop(idx);
     // Building over an existing index is refused; a corrupt manifest is reported.
     let again = ItemIndex::build(&dir, &items, &*model.encoder, stamp(&model), &opts);
     assert!(format!("{:#}", again.err().unwrap()).contains("already holds an index"));
@@ -337,9 +345,14 @@ fn incremental_updates_equal_a_fresh_build() {
     drop(idx);
     assert_eq!(idx2.len(), 70);
     assert_eq!(
-        std::fs::metadata(dir.join("embeddings.i8")).unwrap().len(),
+        std::fs::metadata(idx2.data_dir().join("embeddings.i8"))
+            .unwrap()
+            .len(),
         74 * 16
     );
+    let verified = ItemIndex::verify(&dir).unwrap();
+    assert!(verified.problems.is_empty(), "{:?}", verified.problems);
+    assert!(verified.leftovers.is_empty(), "{:?}", verified.leftovers);
     // Errors name the item.
     let bad = Update {
         add: vec![initial[1].clone()],
@@ -648,6 +661,59 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let _ = r.body_mut().read_to_string();
+    // The scheme is case-insensitive; the token must match.
+    for (auth, want) in [
+        ("bearer sesame", 200),
+        ("BEARER  sesame ", 200),
+        ("Basic sesame", 401),
+        ("bearer", 401),
+        ("Bearer sesam", 401),
+    ] {
+        let mut r = srv
+            .agent
+            .post(format!("{}/embed", srv.base))
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .send(ok_body)
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{auth:?}");
+        let _ = r.body_mut().read_to_string();
+    }
+    // /info names the model and index without their paths on the server.
+    let mut r = srv
+        .agent
+        .get(format!("{}/info", srv.base))
+        .header("authorization", "Bearer sesame")
+        .call()
+        .unwrap();
+    let info: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let location = info["index"]["location"].as_str().unwrap();
+    let model = info["model"].as_str().unwrap();
+    assert!(!location.contains('/') && !model.contains('/'), "{info}");
+    assert!(
+        !info.to_string().contains(&tmp.path().display().to_string()),
+        "{info}"
+    );
+    // A truncated body is malformed JSON (400); absurd fusion constants are refused (422).
+    check(
+        srv.post_raw("/search", r#"{"query": "saw", "k": 3"#, Some("sesame")),
+        400,
+        "malformed_request",
+    );
+    check(
+        srv.post_raw("/search", r#"{"query": "sa"#, Some("sesame")),
+        400,
+        "malformed_request",
+    );
+    for rrf_k in ["1e39", "1e7", "0", "-1"] {
+        let body =
+            format!(r#"{{"query": "saw", "mode": "hybrid", "fusion": "rrf", "rrf_k": {rrf_k}}}"#);
+        check(
+            srv.post_raw("/search", &body, Some("sesame")),
+            422,
+            "validation",
+        );
+    }
     // Empty input.
     check(srv.post("/embed", json!({"inputs": ""})), 422, "empty");
     check(srv.post("/embed", json!({"inputs": []})), 422, "empty");
@@ -775,7 +841,7 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
         "{m}"
     );
     assert!(
-        m.contains(r#"strata_http_requests_total{route="/embed",status="401"} 2"#),
+        m.contains(r#"strata_http_requests_total{route="/embed",status="401"} 5"#),
         "{m}"
     );
 }
@@ -1097,4 +1163,233 @@ fn every_item_is_retrievable_despite_duplicates() {
             orphans.len()
         );
     }
+}
+
+/// What a crash test compares: the manifest's counts, graph parameters and thresholds, the
+/// live items with their vectors in slot order, and every query's exact, approximate and
+/// lexical top 5.
+type Snapshot = (String, Vec<(String, String, Vec<f32>)>, Vec<Vec<String>>);
+
+fn snapshot(dir: &Path, model: &ServedModel) -> Snapshot {
+    let idx = ItemIndex::open(dir).unwrap();
+    let m = idx.manifest();
+    let head = format!(
+        "count {} slots {} hnsw {:?} thresholds {:?}",
+        m.count, m.slots, m.hnsw, m.thresholds
+    );
+    let items = idx
+        .live_items()
+        .map(|(s, it)| (it.id.clone(), it.text.clone(), idx.vector(s).to_vec()))
+        .collect();
+    let mut results = Vec::new();
+    for q in queries() {
+        let v = model.encoder.encode(&[q.as_str()], Side::Query).unwrap();
+        let ids = |hits: Vec<strata_eval::Hit>| -> Vec<String> {
+            hits.iter().map(|h| idx.item(h.item).id.clone()).collect()
+        };
+        results.push(ids(idx.exact(&v, 5).unwrap()));
+        results.push(ids(idx.approximate(&v, 5).unwrap()));
+        results.push(ids(idx.lexical(&q, 5).unwrap()));
+    }
+    (head, items, results)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// The mutations the crash test interrupts.
+const MUTATIONS: [&str; 5] = ["add", "replace", "delete", "hnsw", "thresholds"];
+
+fn mutate(op: &str, dir: &Path, model: &ServedModel) {
+    let all = items();
+    let (initial, later) = all.split_at(60);
+    let st = stamp(model);
+    let m = Some((&*model.encoder as &dyn TextEncoder, &st));
+    let opts = BuildOptions::default();
+    match op {
+        "add" => {
+            let upd = Update {
+                add: later.to_vec(),
+                ..Default::default()
+            };
+            ItemIndex::update(dir, &upd, m, &opts).unwrap();
+        }
+        "replace" => {
+            let mut renamed = initial[5].clone();
+            renamed.name = "pro gray rope".into();
+            let upd = Update {
+                replace: vec![renamed],
+                add: later[..2].to_vec(),
+                ..Default::default()
+            };
+            ItemIndex::update(dir, &upd, m, &opts).unwrap();
+        }
+        "delete" => {
+            let upd = Update {
+                delete: vec![initial[0].id.clone(), initial[7].id.clone()],
+                ..Default::default()
+            };
+            ItemIndex::update(dir, &upd, None, &opts).unwrap();
+        }
+        "hnsw" => {
+            let params = HnswParams {
+                connectivity: 8,
+                ..hnsw()
+            };
+            ItemIndex::rebuild_hnsw(dir, params, false).unwrap();
+        }
+        "thresholds" => ItemIndex::set_thresholds(dir, Some(&thresholds())).unwrap(),
+        other => panic!("unknown mutation {other}"),
+    }
+}
+
+const CRASH_CHILD: &str = "STRATA_TEST_CRASH_CHILD";
+
+/// The child process of `index_mutations_are_atomic_under_a_crash_at_every_phase`: applies
+/// the mutation `STRATA_TEST_CRASH_CHILD` names ("op|index|model") and aborts at the phase
+/// `STRATA_FAILPOINT` names.
+#[test]
+#[ignore = "run as a child process by index_mutations_are_atomic_under_a_crash_at_every_phase"]
+fn crash_child() {
+    let spec = std::env::var(CRASH_CHILD).expect("run by the crash test");
+    let parts: Vec<&str> = spec.split('|').collect();
+    let model = served(Path::new(parts[2]));
+    mutate(parts[0], Path::new(parts[1]), &model);
+}
+
+/// Every index mutation is killed (abort, as `kill -9`) at every phase of its commit; the
+/// index must then verify clean, equal the old index before the manifest switch and the new
+/// one after it, serve, and take the same mutation again.
+#[test]
+fn index_mutations_are_atomic_under_a_crash_at_every_phase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tiny_model(tmp.path(), "m", 5);
+    let model = served(&model_dir);
+    let all = items();
+    let base = tmp.path().join("base");
+    let opts = BuildOptions {
+        hnsw: hnsw(),
+        quantization: Some(Quantization::Int8),
+        ..Default::default()
+    };
+    build(&base, &model, &all[..60], &opts);
+    let old = snapshot(&base, &model);
+    for op in MUTATIONS {
+        let done = tmp.path().join(format!("{op}-done"));
+        copy_dir(&base, &done);
+        mutate(op, &done, &model);
+        let new = snapshot(&done, &model);
+        assert_ne!(old, new, "{op} changes the index");
+        for phase in strata_serving::generation::PHASES {
+            let case = tmp.path().join(format!("{op}-{phase}"));
+            copy_dir(&base, &case);
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["crash_child", "--exact", "--ignored", "--test-threads=1"])
+                .env(
+                    CRASH_CHILD,
+                    format!("{op}|{}|{}", case.display(), model_dir.display()),
+                )
+                .env("STRATA_FAILPOINT", phase)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            let what = format!("{op} killed at {phase}");
+            let inside_update = !matches!(
+                phase,
+                "index-embeddings" | "index-hnsw" | "index-bm25" | "index-items"
+            );
+            if op == "add" || inside_update {
+                assert!(!status.success(), "{what}: the failpoint was not reached");
+            }
+            let report = ItemIndex::verify(&case).unwrap();
+            assert!(report.problems.is_empty(), "{what}: {:?}", report.problems);
+            let committed = status.success() || phase == "index-committed";
+            let got = snapshot(&case, &model);
+            if committed {
+                assert!(got == new, "{what}: not the new index");
+            } else {
+                assert!(got == old, "{what}: not the old index");
+                assert!(!report.leftovers.is_empty(), "{what}: no leftovers");
+                // The same mutation again completes, leftovers and all.
+                mutate(op, &case, &model);
+                assert!(snapshot(&case, &model) == new, "{what}: rerun");
+            }
+            let after = ItemIndex::verify(&case).unwrap();
+            let repaired = ItemIndex::repair(&case, false).unwrap();
+            assert_eq!(repaired.action, None, "{what}");
+            assert!(
+                ItemIndex::verify(&case).unwrap().leftovers.is_empty(),
+                "{what}: {after:?}"
+            );
+            std::fs::remove_dir_all(&case).unwrap();
+        }
+    }
+}
+
+/// An index left inconsistent by an update that was killed before updates were crash-safe
+/// (vectors appended, the rest unchanged) is refused with a pointer to `index repair`, and
+/// repair brings back the old index without a model.
+#[test]
+fn repair_recovers_an_index_an_interrupted_update_left_inconsistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = served(&tiny_model(tmp.path(), "m", 6));
+    let dir = tmp.path().join("idx");
+    let all = items();
+    build(
+        &dir,
+        &model,
+        &all[..60],
+        &BuildOptions {
+            hnsw: hnsw(),
+            ..Default::default()
+        },
+    );
+    let old = snapshot(&dir, &model);
+    let extra = model
+        .encoder
+        .encode(&["red rope", "blue rope"], Side::Item)
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("embeddings.f32"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        &extra
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    drop(f);
+    let e = ItemIndex::open(&dir).err().unwrap();
+    assert!(
+        format!("{e:#}").contains("62 slots") || format!("{e:#}").contains("expected 60"),
+        "{e:#}"
+    );
+    let report = ItemIndex::verify(&dir).unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    let repaired = ItemIndex::repair(&dir, false).unwrap();
+    assert!(
+        repaired.action.as_deref().unwrap().contains("2 surplus"),
+        "{repaired:?}"
+    );
+    assert_eq!((repaired.count, repaired.slots), (60, 60));
+    assert!(snapshot(&dir, &model) == old);
+    // A damaged item file is beyond repair and says so.
+    let data = ItemIndex::open(&dir).unwrap().data_dir().to_path_buf();
+    std::fs::write(data.join("items.jsonl"), "{\"id\": 1}\n").unwrap();
+    let e = ItemIndex::repair(&dir, false).err().unwrap();
+    assert!(format!("{e:#}").contains("rebuild the index"), "{e:#}");
 }

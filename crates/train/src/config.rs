@@ -92,6 +92,14 @@ pub struct DataConfig {
     /// Unjudged catalog items added to each instance as label 0 (0: the paper's instances
     /// only). See `strata_data::InstanceConfig::random_negatives`.
     pub random_negatives: usize,
+    /// Grade-aware batch negatives: the items of the other instances of a batch join each
+    /// instance as label 0 unless its query judges them (any label, relabels included);
+    /// queries judged at one positive level only (no negatives of their own) then also yield
+    /// instances. Off by default (the paper trains without in-batch negatives, section 4.4).
+    /// See `strata_data::instances::with_batch_negatives`.
+    pub batch_negatives: bool,
+    /// Most batch negatives added to one instance (0: every candidate of the batch).
+    pub batch_negatives_max: usize,
     /// Fraction of training queries that get a spelling variant as an additional anchor
     /// (paper section 4.2: 0.3-0.5; 0 disables the augmentation).
     pub spelling_ratio: f64,
@@ -111,6 +119,8 @@ impl Default for DataConfig {
             items_per_label: [4, 2, 2],
             instances_per_query: 4,
             random_negatives: 0,
+            batch_negatives: false,
+            batch_negatives_max: 0,
             spelling_ratio: 0.0,
             taxonomy_depth: 2,
         }

@@ -108,6 +108,7 @@ impl TrainData {
             },
             random_negatives: d.random_negatives,
             catalog_items: catalog.len() as u32,
+            single_level: d.batch_negatives,
             seed: cfg.seed,
         };
         let dev_queries = dev_set.as_ref().map_or(0, DevSet::len);

@@ -406,3 +406,77 @@ fn random_negatives_train_with_finite_gradients() {
         assert!(l["grad_norm"].as_f64().is_some_and(f64::is_finite), "{l}");
     }
 }
+
+/// Grade-aware batch negatives (data.batch_negatives) reach the loss: with the same instances
+/// in the same order, graded SupCon's first loss is larger (its denominator gains every
+/// unjudged item of the batch), circle loss trains with finite losses and gradients, and the
+/// resolved config records the option.
+#[test]
+fn batch_negatives_enter_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "plain");
+    cfg.train.max_steps = 1;
+    cfg.loss = LossConfig::Supcon(Default::default());
+    let plain = crate::data::TrainData::load(&cfg).unwrap();
+    let mut bn = cfg.clone();
+    bn.out = dir.path().join("bn");
+    bn.data.batch_negatives = true;
+    let with = crate::data::TrainData::load(&bn).unwrap();
+    // The synthetic queries all hold two label levels: the same instances, same order.
+    assert_eq!(
+        plain.epoch_instances(0).unwrap(),
+        with.epoch_instances(0).unwrap()
+    );
+    let a = crate::train(&cfg).unwrap().final_loss.unwrap();
+    let b = crate::train(&bn).unwrap().final_loss.unwrap();
+    assert!(a.is_finite() && b.is_finite());
+    assert!(b > a + 1e-3, "batch negatives {b} vs plain {a}");
+    let resolved = std::fs::read_to_string(bn.out.join("config.toml")).unwrap();
+    assert!(resolved.contains("batch_negatives = true"), "{resolved}");
+
+    let mut circle = bn.clone();
+    circle.out = dir.path().join("circle");
+    circle.loss = LossConfig::Circle(Default::default());
+    circle.train.max_steps = 3;
+    circle.data.batch_negatives_max = 4;
+    let s = crate::train(&circle).unwrap();
+    assert!(s.final_loss.is_some_and(f64::is_finite));
+    for l in metric_lines(&circle.out)
+        .iter()
+        .filter(|l| l.get("loss").is_some())
+    {
+        assert!(l["grad_norm"].as_f64().is_some_and(f64::is_finite), "{l}");
+    }
+}
+
+/// A run that fails before training (bad data) leaves nothing that blocks its rerun, and an
+/// `--overwrite` that fails to start keeps the earlier run's model.
+#[test]
+fn a_run_that_failed_to_start_does_not_block_its_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "run");
+    cfg.train.max_steps = 1;
+    let good = cfg.data.catalog.clone();
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "item_id\tname\n").unwrap();
+    cfg.data.catalog = bad.clone();
+    assert!(crate::train(&cfg).is_err());
+    cfg.data.catalog = good;
+    let first = crate::train(&cfg).unwrap();
+    assert_eq!(first.steps, 1);
+    // Now the directory holds a run: a plain start is refused, an overwrite with bad data
+    // fails without touching the model.
+    assert!(crate::train(&cfg).is_err());
+    let before = model_values(&cfg.out.join(crate::trainer::FINAL_MODEL));
+    let mut broken = cfg.clone();
+    broken.data.catalog = bad;
+    let opts = TrainOptions {
+        overwrite: true,
+        ..Default::default()
+    };
+    assert!(train_with(&broken, &opts).is_err());
+    assert_eq!(
+        before,
+        model_values(&cfg.out.join(crate::trainer::FINAL_MODEL))
+    );
+}

@@ -16,7 +16,7 @@ use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use strata_data::hash::combine;
-use strata_data::instances::Instance;
+use strata_data::instances::{Instance, QueryGroups, with_batch_negatives};
 use strata_model::{
     Embedder, LoadOptions, TextTokenizer, TowerConfig, TwoTower, load_model, save_model,
 };
@@ -120,7 +120,12 @@ pub fn train_with(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<Trai
 
 /// Refuses to start over an existing run unless resuming or overwriting.
 fn check_run_dir(out: &Path, opts: &TrainOptions) -> anyhow::Result<()> {
-    let has_run = out.join(CONFIG_FILE).is_file() || out.join(checkpoint::CHECKPOINTS).is_dir();
+    // A config file alone is what a run that failed before its first update leaves (older
+    // versions wrote it first): it does not block a rerun.
+    let has_run = out.join(checkpoint::CHECKPOINTS).is_dir()
+        || out.join(FINAL_MODEL).is_dir()
+        || out.join(BEST_MODEL).is_dir()
+        || out.join(METRICS_FILE).is_file();
     if opts.resume {
         if latest_checkpoint(out)?.is_none() {
             anyhow::bail!(
@@ -285,7 +290,21 @@ fn micro_step(
     device: &Device,
     grads: &mut GradBuffer,
     scale: f32,
+    groups: &QueryGroups,
 ) -> anyhow::Result<f64> {
+    let extended;
+    let instances = if cfg.data.batch_negatives {
+        let max = (cfg.data.batch_negatives_max > 0).then_some(cfg.data.batch_negatives_max);
+        extended = with_batch_negatives(instances, groups, max).0;
+        if extended.is_empty() {
+            // Every instance held one positive level and the batch offered no unjudged item:
+            // nothing to contrast, no gradient.
+            return Ok(0.0);
+        }
+        &extended[..]
+    } else {
+        instances
+    };
     let queries = tokenize_queries(tokenizer, instances, &tower_cfg.query_prefix)?;
     let plan: BatchPlan = plan_batch(
         instances,
@@ -308,17 +327,6 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let run_dir = cfg.out.clone();
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
-    if opts.overwrite && !opts.resume {
-        for stale in [checkpoint::CHECKPOINTS, BEST_MODEL, FINAL_MODEL] {
-            let p = run_dir.join(stale);
-            if p.exists() {
-                std::fs::remove_dir_all(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-            }
-        }
-        let _ = std::fs::remove_file(run_dir.join(METRICS_FILE));
-    }
-    checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
 
     let data = TrainData::load(cfg)?;
     let device = strata_model::parse_device(&cfg.device)?.autodiff();
@@ -394,6 +402,19 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         tower_cfg.max_len,
         tower_cfg.encoder.pad_token_id as u32,
     )?;
+    // Data and model loaded: only now is anything of an earlier run replaced, so a run that
+    // fails to start leaves the directory as it was.
+    if opts.overwrite && !opts.resume {
+        for stale in [checkpoint::CHECKPOINTS, BEST_MODEL, FINAL_MODEL] {
+            let p = run_dir.join(stale);
+            if p.exists() {
+                std::fs::remove_dir_all(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        let _ = std::fs::remove_file(run_dir.join(METRICS_FILE));
+    }
+    checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
     let mut loss_module = cfg.loss.init(&device)?;
     let mut optimizer = AdamW::new(cfg.train.adamw());
     let mut state = TrainerState {
@@ -608,6 +629,7 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
                 &device,
                 &mut grads,
                 scale,
+                &data.groups,
             )
             .with_context(|| format!("update {}", step + 1))?;
             loss_sum += f64::from(scale) * l;

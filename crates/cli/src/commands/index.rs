@@ -20,8 +20,14 @@ pub enum IndexCommand {
     Replace(ItemsArgs),
     /// Delete items by id.
     Delete(DeleteArgs),
-    /// Print an index manifest.
+    /// Print an index manifest after checking the index against it (exit 1 when inconsistent).
     Info(InfoArgs),
+    /// Check an index: the manifest against the items, vectors, graph and BM25 index, and
+    /// leftovers of interrupted updates (exit 1 when inconsistent).
+    Verify(InfoArgs),
+    /// Remove leftovers of interrupted updates and bring damaged data files back in line with
+    /// the manifest (no model run).
+    Repair(InfoArgs),
     /// Set the relevance-strata thresholds of an index (from a `strata eval` run).
     Thresholds(ThresholdsArgs),
     /// Rebuild the HNSW graph from the stored embeddings with new parameters (no model run).
@@ -234,6 +240,31 @@ pub fn run(c: IndexCommand) -> anyhow::Result<()> {
         IndexCommand::Info(a) => {
             let m = Manifest::read(&a.index)?;
             println!("{}", serde_json::to_string_pretty(&m)?);
+            let report = ItemIndex::verify(&a.index)?;
+            anyhow::ensure!(
+                report.problems.is_empty(),
+                "{} is inconsistent: {}; run `strata index repair --index {}`",
+                a.index.display(),
+                report.problems.join("; "),
+                a.index.display()
+            );
+            Ok(())
+        }
+        IndexCommand::Verify(a) => {
+            let report = ItemIndex::verify(&a.index)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::ensure!(
+                report.problems.is_empty(),
+                "{} is inconsistent ({} problems); run `strata index repair --index {}`",
+                a.index.display(),
+                report.problems.len(),
+                a.index.display()
+            );
+            Ok(())
+        }
+        IndexCommand::Repair(a) => {
+            let report = ItemIndex::repair(&a.index, true)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }

@@ -74,6 +74,13 @@ pub struct TrainArgs {
     /// Unjudged catalog items added to each instance as label 0 (data.random_negatives).
     #[arg(long)]
     pub random_negatives: Option<usize>,
+    /// Grade-aware batch negatives: the other instances' items join each instance as label 0
+    /// unless its query judges them (data.batch_negatives).
+    #[arg(long)]
+    pub batch_negatives: bool,
+    /// Most batch negatives per instance, 0 for all (data.batch_negatives_max).
+    #[arg(long)]
+    pub batch_negatives_max: Option<usize>,
     /// Fraction of training queries with an added misspelled anchor (0 disables).
     #[arg(long)]
     pub spelling_ratio: Option<f64>,
@@ -246,6 +253,8 @@ pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
     }
     set(&mut d.instances_per_query, a.instances_per_query);
     set(&mut d.random_negatives, a.random_negatives);
+    d.batch_negatives |= a.batch_negatives;
+    set(&mut d.batch_negatives_max, a.batch_negatives_max);
     set(&mut d.spelling_ratio, a.spelling_ratio);
     set(&mut d.taxonomy_depth, a.taxonomy_depth);
 
