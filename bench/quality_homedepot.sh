@@ -6,18 +6,22 @@
 #     train + test (nondev.tsv), shared by strata and the peer;
 #  2. the peer (bench/st_peer.py, sentence-transformers' own losses) on nondev.tsv: PEER
 #     variants (default mnrl-b64-e1; see st_peer.py for the others);
-#  3. strata stage 1 on nondev.tsv: STRATA configs (default bench/homedepot-supcon-bn.toml);
+#  3. strata stage 1 on nondev.tsv: STRATA_CONFIGS (default bench/homedepot-supcon-bn.toml);
+#     then stage 2 from the first stage-1 model: STAGE2_CONFIGS (default
+#     bench/homedepot-circle-bn.toml, circle loss on the same judgments);
 #  4. dev evaluations: BM25, zero-shot, every peer and strata model; `strata compare` of all
 #     against zero-shot, and with --paired-margins against the first peer row.
 #   bench/quality_homedepot.sh [WORK_DIR]
 # Environment: STRATA (binary; default: build target/release/strata), HOMEDEPOT, PEER,
-# STRATA_CONFIGS (space-separated configs), THREADS (default 2), MAX_STEPS (strata cap).
+# STRATA_CONFIGS and STAGE2_CONFIGS (space-separated configs), THREADS (default 2), MAX_STEPS
+# (strata cap).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="${1:-$repo/target/quality-homedepot}"
 data="${HOMEDEPOT:-$repo/../shared/data/homedepot}"
 peer="${PEER:-mnrl-b64-e1}"
 configs="${STRATA_CONFIGS:-$repo/bench/homedepot-supcon-bn.toml}"
+stage2="${STAGE2_CONFIGS-$repo/bench/homedepot-circle-bn.toml}"
 threads="${THREADS:-2}"
 base="$repo/models/all-MiniLM-L6-v2"
 [ -f "$data/products.tsv" ] || { echo "bench: $data/products.tsv not found (set HOMEDEPOT)" >&2; exit 1; }
@@ -41,16 +45,20 @@ t "$py" "$repo/bench/st_peer.py" --catalog "$data/products.tsv" --train "$work/n
   --base "$base" --out "$work/peer" --variants "$peer" --threads "$threads"
 
 strata_runs=()
-for cfg in $configs; do
+train() { # config [init]
+  local cfg="$1" name extra=()
   name="$(basename "$cfg" .toml)"
   strata_runs+=("$name")
-  [ -f "$work/$name/summary.json" ] && continue
-  extra=()
+  [ -f "$work/$name/summary.json" ] && return 0
+  [ -n "${2:-}" ] && extra+=(--init "$2")
   [ -n "${MAX_STEPS:-}" ] && extra+=(--max-steps "$MAX_STEPS")
   [ -d "$work/$name/checkpoints" ] && extra+=(--resume)
-  (cd "$repo" && t "$STRATA" train --config "$cfg" --quiet --catalog "$data/products.tsv" \
-    --train-judgments "$work/nondev.tsv" --out "$work/$name" "${extra[@]}")
-done
+  (cd "$repo" && t "$STRATA" --threads "$threads" train --config "$cfg" --quiet \
+    --catalog "$data/products.tsv" --train-judgments "$work/nondev.tsv" --out "$work/$name" "${extra[@]}")
+}
+for cfg in $configs; do train "$cfg"; done
+first="$work/${strata_runs[0]}/model"
+for cfg in $stage2; do train "$cfg" "$first"; done
 
 ev() { # name system [model]
   local name="$1" system="$2"; shift 2

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::body::Bytes;
@@ -62,6 +62,15 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Truncate over-long inputs when a request does not say (`truncate` field).
     pub auto_truncate: bool,
+    /// Longest wait for a request's headers, from the connection's start or the end of its
+    /// previous request: a client that sends nothing, sends half its headers, or keeps an
+    /// idle keep-alive connection open longer is disconnected.
+    pub header_timeout: Duration,
+    /// Longest time to receive a request's body (408 past it): a slow upload cannot hold a
+    /// connection.
+    pub body_timeout: Duration,
+    /// Most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +82,9 @@ impl Default for ServerConfig {
             batch: BatchConfig::default(),
             api_key: None,
             auto_truncate: false,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 512,
         }
     }
 }
@@ -143,6 +155,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The server's body-read limit, attached to every request by a middleware layer.
+#[derive(Clone, Copy)]
+struct BodyTimeout(Duration);
+
 /// A JSON body: malformed JSON is a 400, well-formed JSON of the wrong shape a 422, a body over
 /// the limit a 413 (the content type is not checked).
 pub struct ApiJson<T>(pub T);
@@ -151,7 +167,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+        let limit = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let read = match limit {
+            Some(d) => tokio::time::timeout(d, read).await.map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!("the request body did not arrive within {} s", d.as_secs_f64()),
+                )
+            })?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(format!("request body too large: {}", r.body_text()))
             } else {
@@ -605,6 +633,7 @@ fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(BodyTimeout(state.config.body_timeout)))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -691,6 +720,8 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new());
     let batcher = Batcher::spawn(model.encoder.clone(), config.batch, Some(metrics.clone()));
     let addr = SocketAddr::new(config.host, config.port);
+    let config_header_timeout = config.header_timeout;
+    let max_connections = config.max_connections;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -709,21 +740,62 @@ pub async fn start(
         metrics,
         config,
     });
+    let http = {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Some(config_header_timeout))
+            .keep_alive(true);
+        b
+    };
     let app = router(state);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                if on_signal {
-                    tokio::select! {
-                        _ = rx => {},
-                        _ = signal() => {},
-                    }
-                } else {
-                    let _ = rx.await;
+        let stop = async move {
+            if on_signal {
+                tokio::select! {
+                    _ = rx => {},
+                    _ = signal() => {},
                 }
-            })
-            .await
+            } else {
+                let _ = rx.await;
+            }
+        };
+        tokio::pin!(stop);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                _ = &mut stop => break,
+            };
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut stop => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let conn = graceful.watch(
+                http.serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection closed: {e}");
+                }
+            });
+        }
+        drop(listener);
+        // In-flight requests finish; idle connections close.
+        graceful.shutdown().await;
+        Ok(())
     });
     Ok(RunningServer {
         addr,

@@ -1393,3 +1393,83 @@ fn repair_recovers_an_index_an_interrupted_update_left_inconsistent() {
     let e = ItemIndex::repair(&dir, false).err().unwrap();
     assert!(format!("{e:#}").contains("rebuild the index"), "{e:#}");
 }
+
+/// Reads from `s` until the server closes the connection; returns what it sent and how long
+/// that took (bounded by `limit`, which fails the test).
+fn read_until_closed(s: &mut std::net::TcpStream, limit: Duration) -> (String, Duration) {
+    use std::io::Read;
+    let t = std::time::Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(t.elapsed() < limit, "still open after {:?}", t.elapsed());
+            }
+            Err(_) => break, // reset by the server: closed too
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), t.elapsed())
+}
+
+/// Silent, half-sent, idle and slow-body clients are disconnected by the header and body
+/// timeouts, and connections past the cap wait for a free slot instead of being served at
+/// once.
+#[test]
+fn slow_and_silent_clients_are_disconnected() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        port: 0,
+        header_timeout: Duration::from_millis(800),
+        body_timeout: Duration::from_millis(800),
+        max_connections: 3,
+        ..Default::default()
+    };
+    let (srv, _) = small_server(tmp.path(), cfg, false);
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let limit = Duration::from_secs(20);
+    // Sends nothing.
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    let (_, waited) = read_until_closed(&mut silent, limit);
+    assert!(waited >= Duration::from_millis(700), "{waited:?}");
+    // Half its headers.
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+        .unwrap();
+    read_until_closed(&mut half, limit);
+    // One request, then idle on a keep-alive connection.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (text, _) = read_until_closed(&mut idle, limit);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // A body that trickles in: 408 with the JSON error.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(
+        b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inp",
+    )
+    .unwrap();
+    let (text, _) = read_until_closed(&mut slow, limit);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error_type\":\"timeout\""), "{text}");
+    // Three silent connections take every slot: a real request waits until the header
+    // timeout frees one, then succeeds.
+    let holders: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = std::time::Instant::now();
+    assert_eq!(srv.get("/health").0, 200);
+    assert!(t.elapsed() >= Duration::from_millis(500), "{:?}", t.elapsed());
+    drop(holders);
+    // The server still answers at once afterwards.
+    assert_eq!(srv.get("/health").0, 200);
+}

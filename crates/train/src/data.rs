@@ -9,7 +9,7 @@ use strata_data::instances::{Instance, InstanceConfig, PerQuery, QueryGroups, bu
 use strata_data::spelling::{SpellingConfig, SpellingMode, SpellingVariants};
 use strata_data::split::SplitConfig;
 use strata_data::text::{ItemTextConfig, TaxonomyDepth};
-use strata_data::{Catalog, Judgment, load_catalog, load_judgments};
+use strata_data::{Catalog, Judgment, load_catalog};
 
 use crate::config::TrainConfig;
 use crate::dev::DevSet;
@@ -52,8 +52,12 @@ impl TrainData {
         let d = &cfg.data;
         let catalog = load_catalog(&d.catalog)
             .with_context(|| format!("loading catalog {}", d.catalog.display()))?;
+        // Checked against the catalog while reading, so an unknown item is reported with its
+        // file and line.
         let load = |p: &std::path::Path| {
-            load_judgments(p).with_context(|| format!("loading judgments {}", p.display()))
+            strata_data::load_judgments_with(p, &Default::default(), Some(&catalog))
+                .map(|(j, _)| j)
+                .with_context(|| format!("loading judgments {}", p.display()))
         };
         let (train, dev): (Vec<Judgment>, Vec<Judgment>) = match (&d.judgments, &d.train_judgments)
         {

@@ -480,3 +480,25 @@ fn a_run_that_failed_to_start_does_not_block_its_rerun() {
         model_values(&cfg.out.join(crate::trainer::FINAL_MODEL))
     );
 }
+
+/// Training judgments that name an item the catalog lacks are reported with the file and
+/// line, not a position in the training split.
+#[test]
+fn unknown_items_in_training_judgments_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "unknown");
+    let path = dir.path().join("train.tsv");
+    let judgments = cfg.data.judgments.take().unwrap();
+    let text = std::fs::read_to_string(&judgments).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let header = lines[0].clone();
+    assert!(header.starts_with("query\tproduct_uid\tlabel"), "{header}");
+    lines.insert(5, "some query\tno-such-item\t2".into());
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    cfg.data.train_judgments = Some(path.clone());
+    let e = format!("{:#}", crate::train(&cfg).unwrap_err());
+    assert!(
+        e.contains(&format!("{}:6: field `product_uid`", path.display())) && e.contains("no-such-item"),
+        "{e}"
+    );
+}

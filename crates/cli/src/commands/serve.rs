@@ -75,6 +75,23 @@ pub struct ServerArgs {
     /// Answer semantic searches exactly instead of with the HNSW graph.
     #[arg(long)]
     pub exact: bool,
+    /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout_secs: f64,
+    /// Seconds a client has to send a request's body (408 past it).
+    #[arg(long, default_value_t = 30.0)]
+    pub body_timeout_secs: f64,
+    /// Most connections served at once (further ones wait in the listen backlog).
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+}
+
+fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        v.is_finite() && v > 0.0 && v <= 86_400.0,
+        "{flag} must lie in (0, 86400] seconds, got {v}"
+    );
+    Ok(Duration::from_secs_f64(v))
 }
 
 impl ServerArgs {
@@ -88,6 +105,10 @@ impl ServerArgs {
             }
             None => None,
         };
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--max-connections must be at least 1"
+        );
         Ok(ServerConfig {
             host: self.host,
             port: self.port,
@@ -103,6 +124,9 @@ impl ServerArgs {
             },
             api_key,
             auto_truncate: self.auto_truncate,
+            header_timeout: seconds("--header-timeout-secs", self.header_timeout_secs)?,
+            body_timeout: seconds("--body-timeout-secs", self.body_timeout_secs)?,
+            max_connections: self.max_connections,
         })
     }
 

@@ -17,7 +17,7 @@ fn column(path: &Path, columns: &[String], name: &str) -> anyhow::Result<usize> 
         anyhow::anyhow!(
             "{}: no {name} column; columns: {}",
             path.display(),
-            columns.join(", ")
+            crate::io::layout::list_columns(columns)
         )
     })
 }

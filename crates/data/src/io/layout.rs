@@ -90,12 +90,36 @@ pub(crate) struct CatalogLayout {
     extras: Vec<(usize, String)>,
 }
 
+/// The header's columns for an error message, each cut to 40 characters and at most 20 of
+/// them: a file whose "header" is megabytes of data is not echoed whole.
+pub(crate) fn list_columns(columns: &[String]) -> String {
+    const MAX_CHARS: usize = 40;
+    const MAX_COLUMNS: usize = 20;
+    let mut parts: Vec<String> = columns
+        .iter()
+        .take(MAX_COLUMNS)
+        .map(|c| {
+            let n = c.chars().count();
+            if n > MAX_CHARS {
+                let head: String = c.chars().take(MAX_CHARS).collect();
+                format!("{head:?}... ({n} characters)")
+            } else {
+                format!("{c:?}")
+            }
+        })
+        .collect();
+    if columns.len() > MAX_COLUMNS {
+        parts.push(format!("(+{} more)", columns.len() - MAX_COLUMNS));
+    }
+    parts.join(", ")
+}
+
 impl CatalogLayout {
     pub(crate) fn detect(columns: &[String]) -> Result<Self, String> {
         let id = find(columns, &["item_id", "id", "product_uid", "product_id"]).ok_or_else(|| {
             format!(
                 "no item id column (expected one of item_id, id, product_uid, product_id); columns: {}",
-                columns.join(", ")
+                list_columns(columns)
             )
         })?;
         let title = find(
@@ -105,7 +129,7 @@ impl CatalogLayout {
         .ok_or_else(|| {
             format!(
                 "no item name column (expected one of name, title, product_title, product_name); columns: {}",
-                columns.join(", ")
+                list_columns(columns)
             )
         })?;
         let name = if has(columns, "product_uid") {
@@ -308,16 +332,16 @@ impl JudgmentLayout {
             if has(columns, "query_id") {
                 format!(
                     "no query column, only query_id (a WANDS label.csv needs query.csv: use the WANDS adapter); columns: {}",
-                    columns.join(", ")
+                    list_columns(columns)
                 )
             } else {
-                format!("no query column; columns: {}", columns.join(", "))
+                format!("no query column; columns: {}", list_columns(columns))
             }
         })?;
         let item = find(columns, &["item_id", "product_uid", "product_id", "id"]).ok_or_else(|| {
             format!(
                 "no item id column (expected one of item_id, product_uid, product_id); columns: {}",
-                columns.join(", ")
+                list_columns(columns)
             )
         })?;
         let relevance = find(columns, &["relevance", "median_relevance"]);
@@ -332,7 +356,7 @@ impl JudgmentLayout {
         } else {
             return Err(format!(
                 "no label column (expected label, esci_label or relevance); columns: {}",
-                columns.join(", ")
+                list_columns(columns)
             ));
         };
         let name = if has(columns, "product_uid") {

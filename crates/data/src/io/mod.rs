@@ -151,7 +151,7 @@ fn resolve_filters(
                     format!(
                         "{}: filter column {c:?} not found; columns: {}",
                         path.display(),
-                        columns.join(", ")
+                        crate::io::layout::list_columns(columns)
                     )
                 })
         })
@@ -176,6 +176,7 @@ pub enum RecordKind {
 /// JSONL, by the keys of its first record).
 pub fn detect_kind(path: impl AsRef<Path>, format: Option<Format>) -> anyhow::Result<RecordKind> {
     let path = path.as_ref();
+    check_input(path)?;
     let format = match format {
         Some(f) => f,
         None => Format::from_path(path)?,
@@ -230,6 +231,7 @@ pub fn load_catalog_with(
     opts: &ReadOptions,
 ) -> anyhow::Result<(Catalog, ReadReport)> {
     let path = path.as_ref();
+    check_input(path)?;
     let format = match opts.format {
         Some(f) => f,
         None => Format::from_path(path)?,
@@ -278,8 +280,43 @@ pub fn load_catalog_with(
     drop(first_line);
     report.accepted = items.len();
     col.finish(&mut report)?;
+    ensure_not_empty(path, "items", &report)?;
     let catalog = Catalog::from_items(items).expect("duplicate ids were rejected above");
     Ok((catalog, report))
+}
+
+/// An input path must name an existing file: a clear error for a missing path or a directory
+/// (before any guess at the format from its extension).
+fn check_input(path: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("{}: no such file", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Ok(m) if m.is_dir() => anyhow::bail!(
+            "{} is a directory; give the file itself (.tsv, .csv, .jsonl or .parquet)",
+            path.display()
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// A file that yields no record is an error naming why: only a header, or every row
+/// filtered out or rejected.
+fn ensure_not_empty(path: &Path, what: &str, report: &ReadReport) -> anyhow::Result<()> {
+    if report.accepted > 0 {
+        return Ok(());
+    }
+    if report.rows == 0 {
+        anyhow::bail!("{}: holds no {what} (no row after the header)", path.display());
+    }
+    anyhow::bail!(
+        "{}: no {what} left of {} rows ({} filtered out, {} rejected)",
+        path.display(),
+        report.rows,
+        report.filtered,
+        report.rejected
+    )
 }
 
 /// Reads judgments with default options (fail on any invalid row).
@@ -297,6 +334,7 @@ pub fn load_judgments_with(
     catalog: Option<&Catalog>,
 ) -> anyhow::Result<(Vec<Judgment>, ReadReport)> {
     let path = path.as_ref();
+    check_input(path)?;
     let format = match opts.format {
         Some(f) => f,
         None => Format::from_path(path)?,
@@ -393,6 +431,7 @@ impl JudgmentSink {
         }
         report.accepted = judgments.len();
         col.finish(&mut report)?;
+        ensure_not_empty(path, "judgments", &report)?;
         Ok((judgments, report))
     }
 }
