@@ -54,9 +54,16 @@ pub struct LoadReport {
     /// Target rate (`None`: max rate).
     pub target_qps: Option<f64>,
     pub concurrency: usize,
+    /// Requests the run meant to send: `requests`, or at a target rate at most those
+    /// scheduled before the time cap.
+    pub planned: usize,
     pub sent: usize,
     pub ok: usize,
+    /// Failed requests, including the planned ones never sent before the time cap (an
+    /// overloaded server that the generator could not keep up with is not a healthy run).
     pub errors: usize,
+    /// Planned requests not sent before the time cap (also counted in `errors`).
+    pub unsent: usize,
     /// Failures by HTTP status or transport error.
     pub error_kinds: BTreeMap<String, usize>,
     pub seconds: f64,
@@ -76,9 +83,10 @@ impl std::fmt::Display for LoadReport {
             .map_or("max".to_string(), |r| format!("{r:.0}"));
         write!(
             f,
-            "{:?} target {rate} qps x{}: {} sent, {} ok, {} errors in {:.2}s -> {:.1} qps; latency ms mean {:.2} p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
+            "{:?} target {rate} qps x{}: {} planned, {} sent, {} ok, {} errors in {:.2}s -> {:.1} qps; latency ms mean {:.2} p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
             self.target,
             self.concurrency,
+            self.planned,
             self.sent,
             self.ok,
             self.errors,
@@ -94,6 +102,18 @@ impl std::fmt::Display for LoadReport {
             write!(f, " {:?}", self.error_kinds)?;
         }
         Ok(())
+    }
+}
+
+/// Requests a run plans: all of them, or at a target rate those scheduled before the cap
+/// (request `i` is due at `i / rate` seconds; due at the cap itself still counts).
+pub fn planned_requests(cfg: &LoadConfig) -> usize {
+    match cfg.rate {
+        Some(r) if r > 0.0 && r.is_finite() => {
+            let due = (cfg.max_duration.as_secs_f64() * r).floor() as usize + 1;
+            cfg.requests.min(due)
+        }
+        _ => cfg.requests,
     }
 }
 
@@ -213,17 +233,32 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
         }
     });
     let seconds = start.elapsed().as_secs_f64();
-    let (mut lat, error_kinds) = results.into_inner().expect("results lock");
+    let (mut lat, mut error_kinds) = results.into_inner().expect("results lock");
     lat.sort_by(f64::total_cmp);
-    let errors: usize = error_kinds.values().sum();
+    let failed: usize = error_kinds.values().sum();
     let ok = lat.len();
+    let sent = ok + failed;
+    // Open loop: every request scheduled before the cap was due. Closed loop: the run sends
+    // as fast as the server answers until the count or the cap, so nothing is overdue.
+    let planned = if cfg.rate.is_some() {
+        planned_requests(cfg)
+    } else {
+        sent
+    };
+    let unsent = planned.saturating_sub(sent);
+    if unsent > 0 {
+        error_kinds.insert("unsent at the time cap".into(), unsent);
+    }
+    let errors = failed + unsent;
     Ok(LoadReport {
         target: cfg.target,
         target_qps: cfg.rate,
         concurrency: cfg.concurrency,
-        sent: ok + errors,
+        planned,
+        sent,
         ok,
         errors,
+        unsent,
         error_kinds,
         seconds,
         qps: ok as f64 / seconds.max(1e-9),
@@ -242,6 +277,85 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback server that answers every request with `{}` after `delay`, one at a time.
+    fn slow_server(delay: Duration) -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    let mut any = false;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        any = true;
+                        let l = line.to_ascii_lowercase();
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if !any {
+                        break;
+                    }
+                    let mut body = vec![0u8; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(delay);
+                    let resp = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                    if out.write_all(resp.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// At a target rate the server cannot sustain, the requests never sent before the time
+    /// cap are counted as failures, so the run cannot look healthy.
+    #[test]
+    fn requests_left_unsent_at_the_cap_are_failures() {
+        let cfg = LoadConfig {
+            url: slow_server(Duration::from_millis(250)),
+            target: Target::Search,
+            requests: 1000,
+            max_duration: Duration::from_millis(1000),
+            rate: Some(40.0),
+            concurrency: 1,
+            queries: vec!["drill".into()],
+            mode: Mode::Semantic,
+            k: 10,
+            api_key: None,
+        };
+        assert_eq!(planned_requests(&cfg), 41);
+        let r = run(&cfg).unwrap();
+        assert_eq!(r.planned, 41);
+        assert!(r.sent >= 1 && r.sent <= 10, "{r}");
+        assert_eq!(r.unsent, r.planned - r.sent);
+        assert_eq!(r.errors, r.unsent + (r.sent - r.ok));
+        assert_eq!(r.error_kinds["unsent at the time cap"], r.unsent);
+        // The same load within the server's means: nothing unsent.
+        let easy = LoadConfig {
+            rate: Some(2.0),
+            requests: 2,
+            ..cfg
+        };
+        let r = run(&easy).unwrap();
+        assert_eq!((r.planned, r.sent, r.ok, r.errors, r.unsent), (2, 2, 2, 0, 0), "{r}");
+    }
 
     #[test]
     fn only_loopback_http_urls_are_accepted() {
