@@ -394,17 +394,28 @@ fn missing_paths_directories_empty_files_and_huge_headers() {
     let missing = dir.path().join("catalog");
     let e = load_catalog(&missing).unwrap_err().to_string();
     assert_eq!(e, format!("{}: no such file", missing.display()));
-    let e = load_judgments(dir.path().join("j.tsv")).unwrap_err().to_string();
+    let e = load_judgments(dir.path().join("j.tsv"))
+        .unwrap_err()
+        .to_string();
     assert!(e.ends_with("j.tsv: no such file"), "{e}");
     let e = load_catalog(dir.path()).unwrap_err().to_string();
     assert!(e.contains("is a directory; give the file itself"), "{e}");
 
     let c = write(dir.path(), "c.tsv", b"item_id\tname\n");
     let e = load_catalog(&c).unwrap_err().to_string();
-    assert_eq!(e, format!("{}: holds no items (no row after the header)", c.display()));
+    assert_eq!(
+        e,
+        format!("{}: holds no items (no row after the header)", c.display())
+    );
     let j = write(dir.path(), "j.tsv", b"query\titem_id\tlabel\n");
     let e = load_judgments(&j).unwrap_err().to_string();
-    assert_eq!(e, format!("{}: holds no judgments (no row after the header)", j.display()));
+    assert_eq!(
+        e,
+        format!(
+            "{}: holds no judgments (no row after the header)",
+            j.display()
+        )
+    );
 
     let big = write(dir.path(), "big.tsv", "x".repeat(5_000_000).as_bytes());
     let e = load_catalog(&big).unwrap_err().to_string();

@@ -354,7 +354,11 @@ mod tests {
             ..cfg
         };
         let r = run(&easy).unwrap();
-        assert_eq!((r.planned, r.sent, r.ok, r.errors, r.unsent), (2, 2, 2, 0, 0), "{r}");
+        assert_eq!(
+            (r.planned, r.sent, r.ok, r.errors, r.unsent),
+            (2, 2, 2, 0, 0),
+            "{r}"
+        );
     }
 
     #[test]

@@ -174,7 +174,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "timeout",
-                    format!("the request body did not arrive within {} s", d.as_secs_f64()),
+                    format!(
+                        "the request body did not arrive within {} s",
+                        d.as_secs_f64()
+                    ),
                 )
             })?,
             None => read.await,
@@ -782,9 +785,8 @@ pub async fn start(
             };
             let _ = stream.set_nodelay(true);
             let service = hyper_util::service::TowerToHyperService::new(app.clone());
-            let conn = graceful.watch(
-                http.serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
+            let conn = graceful
+                .watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
             tokio::spawn(async move {
                 let _permit = permit;
                 if let Err(e) = conn.await {

@@ -1399,7 +1399,8 @@ fn repair_recovers_an_index_an_interrupted_update_left_inconsistent() {
 fn read_until_closed(s: &mut std::net::TcpStream, limit: Duration) -> (String, Duration) {
     use std::io::Read;
     let t = std::time::Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -1448,7 +1449,8 @@ fn slow_and_silent_clients_are_disconnected() {
     read_until_closed(&mut half, limit);
     // One request, then idle on a keep-alive connection.
     let mut idle = std::net::TcpStream::connect(&addr).unwrap();
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let (text, _) = read_until_closed(&mut idle, limit);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     // A body that trickles in: 408 with the JSON error.
@@ -1468,7 +1470,11 @@ fn slow_and_silent_clients_are_disconnected() {
     std::thread::sleep(Duration::from_millis(100));
     let t = std::time::Instant::now();
     assert_eq!(srv.get("/health").0, 200);
-    assert!(t.elapsed() >= Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
     drop(holders);
     // The server still answers at once afterwards.
     assert_eq!(srv.get("/health").0, 200);

@@ -498,7 +498,8 @@ fn unknown_items_in_training_judgments_name_the_line() {
     cfg.data.train_judgments = Some(path.clone());
     let e = format!("{:#}", crate::train(&cfg).unwrap_err());
     assert!(
-        e.contains(&format!("{}:6: field `product_uid`", path.display())) && e.contains("no-such-item"),
+        e.contains(&format!("{}:6: field `product_uid`", path.display()))
+            && e.contains("no-such-item"),
         "{e}"
     );
 }

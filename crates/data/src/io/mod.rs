@@ -308,7 +308,10 @@ fn ensure_not_empty(path: &Path, what: &str, report: &ReadReport) -> anyhow::Res
         return Ok(());
     }
     if report.rows == 0 {
-        anyhow::bail!("{}: holds no {what} (no row after the header)", path.display());
+        anyhow::bail!(
+            "{}: holds no {what} (no row after the header)",
+            path.display()
+        );
     }
     anyhow::bail!(
         "{}: no {what} left of {} rows ({} filtered out, {} rejected)",
