@@ -125,6 +125,7 @@ impl PgSearchBackend {
             items: t.items as usize,
             dim: t.dim,
             model_fingerprint: metadata.model.fingerprint.clone(),
+            item_precision: metadata.model.precision,
             thresholds: metadata.thresholds.clone(),
         };
         Ok(PgSearchBackend {

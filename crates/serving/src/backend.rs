@@ -64,6 +64,9 @@ pub struct BackendInfo {
     pub dim: usize,
     /// The fingerprint of the model the item embeddings were made with.
     pub model_fingerprint: String,
+    /// The arithmetic the item embeddings were computed with.
+    #[serde(default)]
+    pub item_precision: strata_model::Precision,
     pub thresholds: Option<Thresholds>,
 }
 
@@ -151,6 +154,7 @@ impl SearchBackend for IndexBackend {
             items: self.index.len(),
             dim: m.dim,
             model_fingerprint: m.model.fingerprint.clone(),
+            item_precision: m.model.precision,
             thresholds: m.thresholds.clone(),
         }
     }

@@ -528,6 +528,7 @@ async fn info(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "model_fingerprint": st.model_fingerprint,
         "dim": st.batcher.dim(),
         "max_input_tokens": st.encoder.max_tokens(),
+        "query_precision": st.encoder.precision(),
         "index": index,
         "limits": st.config.limits,
         "max_batch": st.config.batch.max_batch,
@@ -718,6 +719,15 @@ pub async fn start(
             "model/index mismatch: the index has dimension {}, the model {}",
             info.dim,
             model.encoder.dim()
+        );
+    }
+    let query_precision = model.encoder.precision();
+    if info.item_precision != query_precision {
+        tracing::warn!(
+            "queries are embedded at {query_precision} precision, the items in {} at {}: scores mix two arithmetics (serve with --precision {} to match)",
+            info.location,
+            info.item_precision,
+            info.item_precision
         );
     }
     let metrics = Arc::new(Metrics::new());

@@ -537,6 +537,8 @@ fn every_endpoint_answers() {
     assert_eq!(info["dim"], 16);
     assert_eq!(info["index"]["items"], 72);
     assert_eq!(info["max_input_tokens"], 16);
+    assert_eq!(info["query_precision"], "f32");
+    assert_eq!(info["index"]["item_precision"], "f32");
 
     // /embed: one text, a list, the item side.
     let (s, v) = srv.post("/embed", json!({"inputs": "red drill"}));
