@@ -3,21 +3,11 @@
 //! catalog: a second run embeds nothing and gives the same metrics, a catalog that gained an
 //! item embeds only that item, and `--no-embedding-cache` leaves the cache alone.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn default_model() -> PathBuf {
-    let base = std::env::var_os("STRATA_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let dir = base.join("all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "default model missing at {}: run scripts/setup.sh",
-        dir.display()
-    );
-    dir
-}
+mod common;
+use common::default_model;
 
 const TITLES: [&str; 8] = [
     "cordless drill 20v",

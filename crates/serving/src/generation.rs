@@ -129,34 +129,23 @@ pub fn remove_all(paths: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn copy_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
+/// Recreates `src` at `dst`: files hard-linked when `link` (copied where the file system
+/// cannot link), else copied.
+fn clone_tree(src: &Path, dst: &Path, link: bool) -> anyhow::Result<()> {
     if src.is_dir() {
         std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
         for e in std::fs::read_dir(src).with_context(|| format!("cannot list {}", src.display()))? {
             let e = e?;
-            copy_tree(&e.path(), &dst.join(e.file_name()))?;
+            clone_tree(&e.path(), &dst.join(e.file_name()), link)?;
         }
-        Ok(())
-    } else {
-        std::fs::copy(src, dst)
-            .map(|_| ())
-            .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))
+        return Ok(());
     }
-}
-
-fn link_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
-    if src.is_dir() {
-        std::fs::create_dir_all(dst).with_context(|| format!("cannot create {}", dst.display()))?;
-        for e in std::fs::read_dir(src).with_context(|| format!("cannot list {}", src.display()))? {
-            let e = e?;
-            link_tree(&e.path(), &dst.join(e.file_name()))?;
-        }
-        Ok(())
-    } else if std::fs::hard_link(src, dst).is_ok() {
-        Ok(())
-    } else {
-        copy_tree(src, dst)
+    if link && std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
     }
+    std::fs::copy(src, dst)
+        .map(|_| ())
+        .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))
 }
 
 /// Syncs every file below `path` and the folders themselves.
@@ -210,11 +199,7 @@ pub fn commit(
         if !src.exists() {
             continue;
         }
-        if copied.contains(&name) {
-            copy_tree(&src, &stage.join(name))?;
-        } else {
-            link_tree(&src, &stage.join(name))?;
-        }
+        clone_tree(&src, &stage.join(name), !copied.contains(&name))?;
     }
     failpoint("index-staged");
     let mut manifest = current.clone();
