@@ -20,7 +20,7 @@ pub mod reuse;
 pub mod server;
 
 pub use backend::{BackendInfo, IndexBackend, Mode, ScoredItem, SearchBackend, SearchQuery};
-pub use encoder::{BatchConfig, Batcher, ServingEncoder, TokenCount};
+pub use encoder::{BatchConfig, Batcher, Lane, ServingEncoder, TokenCount};
 pub use index::{
     BuildOptions, ItemIndex, ItemMeta, RepairReport, Update, UpdateReport, VerifyReport,
 };

@@ -1,5 +1,5 @@
 //! Prometheus metrics of the server: request counts by route and status, request latency by
-//! route, and embedding batch sizes.
+//! route, embedding batch sizes, and the time embedding requests wait in each lane's queue.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +15,7 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram>,
     batch: Histogram,
+    queue: Family<Labels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -47,11 +48,20 @@ impl Metrics {
             "Texts per embedding batch",
             batch.clone(),
         );
+        let queue = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        registry.register(
+            "embed_queue_seconds",
+            "Time an embedding request waits before its model run, by lane (search, bulk)",
+            queue.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             batch,
+            queue,
         }
     }
 
@@ -71,6 +81,13 @@ impl Metrics {
     /// Records the size of one embedding batch.
     pub fn observe_batch(&self, texts: usize) {
         self.batch.observe(texts as f64);
+    }
+
+    /// Records how long a request waited in `lane`'s queue.
+    pub fn observe_queue(&self, lane: &'static str, seconds: f64) {
+        self.queue
+            .get_or_create(&vec![("lane", lane.to_string())])
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition.

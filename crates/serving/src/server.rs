@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::backend::{Mode, SearchBackend, SearchQuery};
-use crate::encoder::{BatchConfig, Batcher, ServingEncoder};
+use crate::encoder::{BatchConfig, Batcher, Lane, ServingEncoder};
 use crate::metrics::Metrics;
 
 /// Request limits.
@@ -367,7 +367,7 @@ async fn embed(
     )?;
     let v = st
         .batcher
-        .embed(texts, req.side)
+        .embed(texts, req.side, Lane::Bulk)
         .await
         .map_err(ApiError::backend)?;
     Ok(Json(
@@ -400,7 +400,7 @@ async fn openai_embeddings(
     let tokens = st.check_inputs(&texts, "input", st.config.auto_truncate)?;
     let v = st
         .batcher
-        .embed(texts, Side::Query)
+        .embed(texts, Side::Query, Lane::Bulk)
         .await
         .map_err(ApiError::backend)?;
     let data: Vec<serde_json::Value> = v
@@ -464,7 +464,7 @@ async fn search(
     st.check_inputs(std::slice::from_ref(&req.query), "query", true)?;
     let embedding = st
         .batcher
-        .embed(vec![req.query.clone()], Side::Query)
+        .embed(vec![req.query.clone()], Side::Query, Lane::Search)
         .await
         .map_err(ApiError::backend)?;
     let items = st
@@ -532,6 +532,7 @@ async fn info(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "index": index,
         "limits": st.config.limits,
         "max_batch": st.config.batch.max_batch,
+        "max_batch_tokens": st.config.batch.max_batch_tokens,
         "max_wait_ms": st.config.batch.max_wait.as_secs_f64() * 1e3,
         "version": env!("CARGO_PKG_VERSION"),
     }))

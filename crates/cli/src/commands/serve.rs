@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// Most texts per embedding batch (dynamic batching).
     #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
+    /// Most tokens per embedding call: bulk requests of long texts run in several calls, with
+    /// waiting searches served between them.
+    #[arg(long, default_value_t = 2048)]
+    pub max_batch_tokens: usize,
     /// Longest wait for more requests before a batch runs, in milliseconds.
     #[arg(long, default_value_t = 2)]
     pub max_wait_ms: u64,
@@ -120,6 +124,7 @@ impl ServerArgs {
             },
             batch: BatchConfig {
                 max_batch: self.max_batch,
+                max_batch_tokens: self.max_batch_tokens.max(1),
                 max_wait: Duration::from_millis(self.max_wait_ms),
             },
             api_key,
