@@ -317,6 +317,12 @@ impl TrainConfig {
             if p.as_os_str().is_empty() {
                 bail!("config field `{field}` is not set");
             }
+            if p.is_dir() {
+                bail!(
+                    "config field `{field}`: {} is a directory; give the file itself",
+                    p.display()
+                );
+            }
             if !p.is_file() {
                 bail!(
                     "config field `{field}`: file {} does not exist",
@@ -548,6 +554,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let good = with_files(dir.path());
         good.validate().unwrap();
+
+        let mut c = good.clone();
+        c.data.catalog = dir.path().to_path_buf();
+        assert!(
+            err(&c).contains("`data.catalog`") && err(&c).contains("is a directory"),
+            "{}",
+            err(&c)
+        );
 
         let mut c = good.clone();
         c.train.lr = -1e-3;
