@@ -435,10 +435,23 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         .collect();
     let rel = strata_eval::compare_runs(&rows, &base, &metrics, false);
     let abs = strata_eval::compare_runs(&rows, &base, &metrics, true);
+    // Per-query hard-pair margins of the dense runs against zero-shot, with standard errors.
+    let dense: Vec<PathBuf> = ["eval-stage1", "eval-stage2"]
+        .iter()
+        .map(|n| runs.join(n))
+        .filter(|p| p.join("judged_scores.tsv").is_file())
+        .collect();
+    let dense_refs: Vec<&Path> = dense.iter().map(PathBuf::as_path).collect();
+    let margins = strata_eval::compare::paired_margins(
+        &dense_refs,
+        &runs.join("eval-zero-shot"),
+        strata_eval::EvalOptions::default().hard_overlap,
+    )?;
     let comparison = format!(
-        "# Mine and Refine: held-out evaluation\n\nRelative change against zero-shot:\n\n{}\n\nAbsolute values:\n\n{}\n\nMining labels: {}.\n",
+        "# Mine and Refine: held-out evaluation\n\nRelative change against zero-shot:\n\n{}\n\nAbsolute values:\n\n{}\n\nHard-pair margins per query against zero-shot (mean difference ± standard error over the queries that qualify in both runs):\n\n{}\nMining labels: {}.\n",
         rel.to_markdown(),
         abs.to_markdown(),
+        strata_eval::compare::paired_margins_markdown(&margins),
         prep.labeler_note
     );
     std::fs::write(cfg.out.join("comparison.md"), &comparison)?;

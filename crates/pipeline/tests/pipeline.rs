@@ -43,6 +43,12 @@ fn tiny_pipeline_writes_every_artifact_and_resumes() {
         assert!(runs.join(p).is_file(), "missing {p}");
     }
     assert!(first.comparison.contains("eval-stage2"));
+    assert!(
+        first.comparison.contains("Hard-pair margins per query")
+            && first.comparison.contains("avg diff (± SE)"),
+        "{}",
+        first.comparison
+    );
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(runs.join("mine/mining_report.json")).unwrap(),
     )
