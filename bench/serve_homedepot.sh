@@ -6,10 +6,13 @@
 #  3. the 500 queries sent to /search in semantic and hybrid mode, compared with the eval
 #     rankings: fraction of queries with an identical top 10 (must be >= 0.99) and NDCG@10 of
 #     the served hybrid results next to the eval's hybrid metrics;
-#  4. `strata bench serve` on /search: a sustained 100 QPS run (p99), then a rate sweep for the
-#     highest rate with p99 <= 50 ms.
+#  4. `strata bench serve` on /search: a sustained 100 QPS run (p99 and the server's time per
+#     stage), then a rate sweep for the highest rate with p99 <= P99_MS (default 20 ms).
 # Embedding the 54,667 items takes minutes on a CPU, once: the evaluations reuse the index's
 # item embeddings (--item-embeddings). HNSW_M, HNSW_EFC and EF_SEARCH set the graph (default 32 / 400 / 1024).
+# SERVE_EF serves with another beam width (`strata serve --ef-search`): the agreement with the
+# exact ranking is then reported but not required. SERVE_THREADS (default 2) sets the server's
+# compute threads; the load generator runs on one.
 #   bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +20,8 @@ model="${1:?usage: bench/serve_homedepot.sh MODEL_DIR [WORK_DIR] [PORT]}"
 work="${2:-$repo/target/serve-homedepot}"
 port="${3:-18080}"
 ef="${EF_SEARCH:-1024}"
+p99="${P99_MS:-20}"
+threads="${SERVE_THREADS:-2}"
 data="${HOMEDEPOT:-$repo/../shared/data/homedepot}"
 [ -f "$data/products.tsv" ] || { echo "bench: $data/products.tsv not found (set HOMEDEPOT)" >&2; exit 1; }
 (cd "$repo" && cargo build --release --workspace -q)
@@ -57,9 +62,10 @@ for system in dense hybrid; do
   fi
 done
 
-echo "== strata serve on 127.0.0.1:$port"
 "$strata" index thresholds --index "$work/index" --from "$work/eval-dense/thresholds.json"
-"$strata" serve --model "$model" --index "$work/index" ${EXACT:+--exact} --host 127.0.0.1 --port "$port" \
+echo "== strata serve on 127.0.0.1:$port (${threads} threads${SERVE_EF:+, ef_search $SERVE_EF}${EXACT:+, exact})"
+"$strata" --threads "$threads" serve --model "$model" --index "$work/index" ${EXACT:+--exact} \
+  ${SERVE_EF:+--ef-search "$SERVE_EF"} --host 127.0.0.1 --port "$port" \
   2> "$work/serve.log" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
@@ -70,9 +76,9 @@ for _ in $(seq 1 300); do
 done
 
 echo "== /search vs strata eval"
-python3 - "$port" "$work" <<'PY'
+python3 - "$port" "$work" "${SERVE_EF:-}" <<'PY'
 import json, math, sys, urllib.request
-port, work = sys.argv[1], sys.argv[2]
+port, work, serve_ef = sys.argv[1], sys.argv[2], sys.argv[3]
 def rankings(path):
     with open(path) as f:
         return [json.loads(l) for l in f]
@@ -133,16 +139,19 @@ for mode, system in [("semantic", "dense"), ("hybrid", "hybrid")]:
           f"{ties}/{len(ev)} up to ties ({ties / len(ev):.4f}); NDCG@10 served "
           f"{sum(nd) / len(nd):.4f}, eval {metrics['ndcg@10']:.4f} (recall@10 {metrics['recall@10']:.4f})")
 json.dump(out, open(f"{work}/agreement.json", "w"), indent=2)
-ok = all(v["identical_top10_up_to_ties"] >= 0.99 for v in out.values())
-print("agreement >= 0.99:", "PASS" if ok else "FAIL")
+# With another beam width than the index's, the semantic agreement is what that width costs.
+gated = [m for m in out if not (serve_ef and m == "semantic")]
+ok = all(out[m]["identical_top10_up_to_ties"] >= 0.99 for m in gated)
+print(f"agreement >= 0.99 ({', '.join(gated)}):", "PASS" if ok else "FAIL")
+sys.exit(0 if ok else 1)
 PY
 
 [ "${SKIP_LOAD:-0}" = 1 ] && exit 0
 echo "== strata bench serve: /search semantic at a sustained 100 QPS"
-"$strata" bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
+"$strata" --threads 1 bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
   --endpoint search --mode semantic --rate 100 --requests 3000 --max-seconds 40 \
   --concurrency 16 --out "$work/bench-100qps.json"
-echo "== strata bench serve: rate sweep, p99 <= 50 ms"
-"$strata" bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
-  --endpoint search --mode semantic --sweep 50,100,125,150,175,200,300,400 --p99-ms 50 \
+echo "== strata bench serve: rate sweep, p99 <= $p99 ms"
+"$strata" --threads 1 bench serve --url "http://127.0.0.1:$port" --judgments "$work/judgments500.tsv" \
+  --endpoint search --mode semantic --sweep 50,75,100,125,150,175,200,300,400 --p99-ms "$p99" \
   --requests 1500 --max-seconds 15 --concurrency 32 --out "$work/bench-sweep.json"

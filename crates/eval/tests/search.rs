@@ -148,6 +148,35 @@ fn hnsw_recall_against_exact_on_clustered_vectors() {
     }
 }
 
+/// A search for many results widens the beam for itself only: a server's later searches keep
+/// their own width (it used to stay at the largest k ever asked for).
+#[cfg(feature = "ann")]
+#[test]
+fn a_deep_search_leaves_the_beam_width_alone() {
+    use strata_eval::search::{HnswIndex, HnswParams};
+    let mut rng = StdRng::seed_from_u64(9);
+    let dim = 16;
+    let items = random_unit(&mut rng, 600, dim);
+    let params = HnswParams {
+        connectivity: 8,
+        expansion_add: 32,
+        expansion_search: 24,
+    };
+    let mut graph = HnswIndex::build(&items, dim, params).unwrap();
+    assert_eq!(graph.expansion_search(), 24);
+    let deep = graph.search(&items[..dim], 500).unwrap();
+    assert_eq!(deep[0].len(), 500);
+    assert_eq!(graph.expansion_search(), 24);
+    assert_eq!(graph.search(&items[..dim], 5).unwrap()[0].len(), 5);
+    graph.set_expansion_search(80);
+    assert_eq!(graph.expansion_search(), 80);
+    assert_eq!(graph.params().expansion_search, 80);
+    // One query or many: the same results.
+    let one = graph.search(&items[dim..2 * dim], 10).unwrap();
+    let many = graph.search(&items[..3 * dim], 10).unwrap();
+    assert_eq!(one[0], many[1]);
+}
+
 /// In a set full of exact duplicates a degree-2 graph leaves rows unreachable; `HnswSearch`
 /// lists them and scores them exactly, so every row is found by its own vector (with its
 /// duplicates) and the orphans' scores are exact inner products.

@@ -60,7 +60,10 @@ pub struct BatchConfig {
     /// Most tokens (as the model sees them, after truncation) in one call: a bulk request of
     /// long texts runs in several calls, and searches waiting meanwhile go between them.
     pub max_batch_tokens: usize,
-    /// How long the first request of a batch waits for others.
+    /// How long the first request of a batch waits for others. Zero (the default) runs a
+    /// batch as soon as the model is free: the requests that arrive during one model call
+    /// form the next batch, so batches grow with the load without delaying a lone search
+    /// (measured at 100 searches/s on 2 cores: mean 8.3 ms at 0 against 13.8 ms at 2 ms).
     pub max_wait: Duration,
 }
 
@@ -69,7 +72,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_batch: 32,
             max_batch_tokens: 2048,
-            max_wait: Duration::from_millis(2),
+            max_wait: Duration::ZERO,
         }
     }
 }

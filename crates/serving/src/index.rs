@@ -33,7 +33,7 @@ use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use strata_data::{Item, Side, TextEncoder};
 use strata_eval::from_data::{ItemText, item_text};
-use strata_eval::search::dot;
+use strata_eval::search::{UNREACHABLE_BEAM, dot};
 use strata_eval::{
     Bm25Index, ExactIndex, FusedHit, Fusion, Hit, HnswIndex, HnswParams, Thresholds, VectorSearch,
     hybrid_rank,
@@ -977,6 +977,15 @@ impl ItemIndex {
         Ok(hits)
     }
 
+    /// Searches of this opened index propose `ef` graph candidates instead of the manifest's
+    /// `ef_search` (a serving-time trade of recall for latency; the files are not changed).
+    /// Beams narrower than [`UNREACHABLE_BEAM`] act as that width.
+    pub fn set_ef_search(&mut self, ef: usize) -> anyhow::Result<()> {
+        ensure!(ef > 0, "ef_search must be positive");
+        self.ann.set_expansion_search(ef);
+        Ok(())
+    }
+
     /// The approximate (HNSW) top `k` live items by cosine.
     ///
     /// The graph proposes `max(k, ef_search)` candidates, to which the items the graph cannot
@@ -986,8 +995,11 @@ impl ItemIndex {
     /// ranking bit for bit, scores included, instead of differing in the order of near-ties.
     pub fn approximate(&self, query: &[f32], k: usize) -> anyhow::Result<Vec<Hit>> {
         self.check_query(query)?;
+        // Never a narrower beam than the one that found the orphans: every other item is
+        // reachable with it.
         let want = k
             .max(self.ann.params().expansion_search)
+            .max(UNREACHABLE_BEAM)
             .min(self.items.len());
         let mut slots: Vec<u32> = self
             .ann
@@ -1009,7 +1021,8 @@ impl ItemIndex {
         for &s in &slots {
             rows.extend_from_slice(self.vectors.row(s as usize));
         }
-        let scored = ExactIndex::new(rows, dim)?
+        // The rows were checked when the index was opened.
+        let scored = ExactIndex::new_prechecked(rows, dim)?
             .search(query, k.min(slots.len()))?
             .pop()
             .unwrap_or_default();

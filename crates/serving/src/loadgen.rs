@@ -74,6 +74,11 @@ pub struct LoadReport {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Mean server-side milliseconds per successful `/search` in each stage over the run
+    /// (`strata_search_stage_seconds` of the server's /metrics, read before and after), plus
+    /// `queue` (`strata_embed_queue_seconds{lane="search"}`: the part of `embed` spent waiting
+    /// for the model). Empty when the server's metrics cannot be read.
+    pub server_stages_ms: BTreeMap<String, f64>,
 }
 
 impl std::fmt::Display for LoadReport {
@@ -100,6 +105,12 @@ impl std::fmt::Display for LoadReport {
         )?;
         if !self.error_kinds.is_empty() {
             write!(f, " {:?}", self.error_kinds)?;
+        }
+        if !self.server_stages_ms.is_empty() {
+            write!(f, "; server ms per search:")?;
+            for (stage, ms) in &self.server_stages_ms {
+                write!(f, " {stage} {ms:.2}")?;
+            }
         }
         Ok(())
     }
@@ -141,6 +152,74 @@ pub fn check_loopback(url: &str) -> anyhow::Result<String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// Sums and counts of the per-stage histograms in a Prometheus text exposition of a strata
+/// server: `stage -> (seconds, count)` for `strata_search_stage_seconds{stage}`, and `queue`
+/// for `strata_embed_queue_seconds{lane="search"}`.
+pub fn stage_totals(exposition: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in exposition.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let Some((name, labels)) = series.split_once('{') else {
+            continue;
+        };
+        let stage = match (name.strip_prefix("strata_"), labels.trim_end_matches('}')) {
+            (Some(n), l) if n.starts_with("search_stage_seconds_") => l
+                .strip_prefix("stage=\"")
+                .and_then(|l| l.strip_suffix('"'))
+                .map(str::to_string),
+            (Some(n), "lane=\"search\"") if n.starts_with("embed_queue_seconds_") => {
+                Some("queue".to_string())
+            }
+            _ => None,
+        };
+        let Some(stage) = stage else { continue };
+        let e = out.entry(stage).or_default();
+        if name.ends_with("_sum") {
+            e.0 = value;
+        } else if name.ends_with("_count") {
+            e.1 = value;
+        }
+    }
+    out
+}
+
+/// Mean milliseconds per stage between two readings of [`stage_totals`].
+pub fn stage_means_ms(
+    before: &BTreeMap<String, (f64, f64)>,
+    after: &BTreeMap<String, (f64, f64)>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(stage, &(sum, count))| {
+            let (s0, c0) = before.get(stage).copied().unwrap_or_default();
+            let n = count - c0;
+            (n > 0.0).then(|| (stage.clone(), (sum - s0) / n * 1e3))
+        })
+        .collect()
+}
+
+/// The server's stage totals, or nothing when /metrics cannot be read.
+fn read_stage_totals(base: &str, api_key: Option<&str>) -> BTreeMap<String, (f64, f64)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut req = agent.get(format!("{base}/metrics"));
+    if let Some(k) = api_key {
+        req = req.header("authorization", &format!("Bearer {k}"));
+    }
+    req.call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .map(|text| stage_totals(&text))
+        .unwrap_or_default()
+}
+
 /// The `q`-quantile (nearest rank) of sorted values.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -175,6 +254,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
             Target::Search => json!({"query": q, "k": cfg.k, "mode": cfg.mode}).to_string(),
         })
         .collect();
+    let stages_before = read_stage_totals(&base, cfg.api_key.as_deref());
     let next = AtomicUsize::new(0);
     let results: Mutex<(Vec<f64>, BTreeMap<String, usize>)> = Mutex::default();
     let start = Instant::now();
@@ -233,6 +313,10 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
         }
     });
     let seconds = start.elapsed().as_secs_f64();
+    let server_stages_ms = stage_means_ms(
+        &stages_before,
+        &read_stage_totals(&base, cfg.api_key.as_deref()),
+    );
     let (mut lat, mut error_kinds) = results.into_inner().expect("results lock");
     lat.sort_by(f64::total_cmp);
     let failed: usize = error_kinds.values().sum();
@@ -271,6 +355,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
         p95_ms: quantile(&lat, 0.95),
         p99_ms: quantile(&lat, 0.99),
         max_ms: lat.last().copied().unwrap_or(f64::NAN),
+        server_stages_ms,
     })
 }
 
@@ -373,6 +458,32 @@ mod tests {
         assert!(check_loopback("http://example.com").is_err());
         assert!(check_loopback("https://127.0.0.1:1").is_err());
         assert!(check_loopback("not a url").is_err());
+    }
+
+    #[test]
+    fn stage_means_come_from_the_metrics_before_and_after() {
+        let before = "# TYPE strata_search_stage_seconds histogram\n\
+            strata_search_stage_seconds_sum{stage=\"embed\"} 1.0\n\
+            strata_search_stage_seconds_count{stage=\"embed\"} 100\n\
+            strata_search_stage_seconds_bucket{le=\"0.001\",stage=\"embed\"} 3\n\
+            strata_embed_queue_seconds_sum{lane=\"bulk\"} 9.0\n\
+            strata_embed_queue_seconds_count{lane=\"bulk\"} 9\n\
+            strata_embed_queue_seconds_sum{lane=\"search\"} 0.5\n\
+            strata_embed_queue_seconds_count{lane=\"search\"} 100\n";
+        let after = "strata_search_stage_seconds_sum{stage=\"embed\"} 1.5\n\
+            strata_search_stage_seconds_count{stage=\"embed\"} 200\n\
+            strata_search_stage_seconds_sum{stage=\"search\"} 0.2\n\
+            strata_search_stage_seconds_count{stage=\"search\"} 100\n\
+            strata_embed_queue_seconds_sum{lane=\"search\"} 0.6\n\
+            strata_embed_queue_seconds_count{lane=\"search\"} 200\n\
+            strata_embed_queue_seconds_sum{lane=\"bulk\"} 19.0\n\
+            strata_embed_queue_seconds_count{lane=\"bulk\"} 10\n";
+        let means = stage_means_ms(&stage_totals(before), &stage_totals(after));
+        let want = [("embed", 5.0), ("queue", 1.0), ("search", 2.0)];
+        assert_eq!(means.len(), want.len(), "{means:?}");
+        for (stage, ms) in want {
+            assert!((means[stage] - ms).abs() < 1e-9, "{stage}: {means:?}");
+        }
     }
 
     #[test]

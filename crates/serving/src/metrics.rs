@@ -1,5 +1,6 @@
 //! Prometheus metrics of the server: request counts by route and status, request latency by
-//! route, embedding batch sizes, and the time embedding requests wait in each lane's queue.
+//! route, embedding batch sizes, the time embedding requests wait in each lane's queue, and
+//! the time a successful `/search` spends in each of its stages.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +17,20 @@ pub struct Metrics {
     latency: Family<Labels, Histogram>,
     batch: Histogram,
     queue: Family<Labels, Histogram>,
+    stages: Family<Labels, Histogram>,
 }
+
+/// The stages of a `/search`, in order; their times add up to the handler's time.
+pub const SEARCH_STAGES: [&str; 4] = [
+    // Request checks, including counting the query's tokens.
+    "validate",
+    // The query embedding: the wait in the search lane, then the model call (tokenizer and
+    // query tower) of the batch it joined.
+    "embed",
+    // Retrieval in the backend (HNSW or exact, BM25, fusion) and the scores of each hit.
+    "search", // Strata of the hits and the JSON body.
+    "respond",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -56,12 +70,21 @@ impl Metrics {
             "Time an embedding request waits before its model run, by lane (search, bulk)",
             queue.clone(),
         );
+        let stages = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+        });
+        registry.register(
+            "search_stage_seconds",
+            "Time a successful /search spends in each stage (validate, embed, search, respond)",
+            stages.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             batch,
             queue,
+            stages,
         }
     }
 
@@ -87,6 +110,13 @@ impl Metrics {
     pub fn observe_queue(&self, lane: &'static str, seconds: f64) {
         self.queue
             .get_or_create(&vec![("lane", lane.to_string())])
+            .observe(seconds);
+    }
+
+    /// Records the time one `/search` spent in `stage` (one of [`SEARCH_STAGES`]).
+    pub fn observe_stage(&self, stage: &'static str, seconds: f64) {
+        self.stages
+            .get_or_create(&vec![("stage", stage.to_string())])
             .observe(seconds);
     }
 

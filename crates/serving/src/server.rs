@@ -419,7 +419,13 @@ async fn openai_embeddings(
 async fn search(
     State(st): State<Arc<AppState>>,
     ApiJson(req): ApiJson<SearchRequest>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let mut clock = Instant::now();
+    let mut lap = |stage: &'static str| {
+        let now = Instant::now();
+        st.metrics.observe_stage(stage, (now - clock).as_secs_f64());
+        clock = now;
+    };
     let l = &st.config.limits;
     if req.query.trim().is_empty() {
         return Err(ApiError::empty("`query` cannot be empty"));
@@ -462,11 +468,13 @@ async fn search(
         ));
     }
     st.check_inputs(std::slice::from_ref(&req.query), "query", true)?;
+    lap("validate");
     let embedding = st
         .batcher
         .embed(vec![req.query.clone()], Side::Query, Lane::Search)
         .await
         .map_err(ApiError::backend)?;
+    lap("embed");
     let items = st
         .backend
         .search(SearchQuery {
@@ -478,6 +486,7 @@ async fn search(
         })
         .await
         .map_err(ApiError::backend)?;
+    lap("search");
     let lexical_thresholds = thresholds.as_ref().is_some_and(|t| t.score_kind == "bm25");
     let results = items
         .into_iter()
@@ -501,11 +510,14 @@ async fn search(
         })
         .filter(|r| req.min_stratum == 0 || r.stratum.is_some_and(|s| s >= req.min_stratum))
         .collect();
-    Ok(Json(SearchResponse {
+    let body = serde_json::to_vec(&SearchResponse {
         mode: req.mode,
         k: req.k,
         results,
-    }))
+    })
+    .map_err(|e| ApiError::backend(e.into()))?;
+    lap("respond");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -627,6 +627,23 @@ fn every_endpoint_answers() {
         "{m}"
     );
     assert!(m.contains("strata_embed_batch_size_count"), "{m}");
+    // Every successful /search timed each of its stages once.
+    let searches: f64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"strata_http_requests_total{route="/search",status="200"} "#)
+        })
+        .expect("a /search count")
+        .parse()
+        .unwrap();
+    assert!(searches >= 5.0, "{m}");
+    let stages = strata_serving::loadgen::stage_totals(&m);
+    for stage in strata_serving::metrics::SEARCH_STAGES {
+        let (seconds, count) = stages[stage];
+        assert_eq!(count, searches, "{stage}: {m}");
+        assert!(seconds > 0.0 && seconds.is_finite(), "{stage}: {m}");
+    }
+    assert_eq!(stages["queue"].1, searches, "{m}");
 }
 
 #[test]

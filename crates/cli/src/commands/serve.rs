@@ -52,8 +52,9 @@ pub struct ServerArgs {
     /// waiting searches served between them.
     #[arg(long, default_value_t = 2048)]
     pub max_batch_tokens: usize,
-    /// Longest wait for more requests before a batch runs, in milliseconds.
-    #[arg(long, default_value_t = 2)]
+    /// Longest wait for more requests before a batch runs, in milliseconds (0: a batch runs
+    /// as soon as the model is free, and the requests that arrive meanwhile form the next).
+    #[arg(long, default_value_t = 0)]
     pub max_wait_ms: u64,
     /// Most inputs in one embedding request (413 above).
     #[arg(long, default_value_t = 32)]
@@ -79,6 +80,11 @@ pub struct ServerArgs {
     /// Answer semantic searches exactly instead of with the HNSW graph.
     #[arg(long)]
     pub exact: bool,
+    /// HNSW candidates per semantic search (the beam width `ef`), instead of the index's
+    /// `ef_search`: lower is faster, higher finds more of the exact top k (below 64 acts as 64). The index files are
+    /// not changed (`strata index hnsw --hnsw-ef-search` changes the stored value).
+    #[arg(long, conflicts_with = "exact", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ef_search: Option<u64>,
     /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
     #[arg(long, default_value_t = 10.0)]
     pub header_timeout_secs: f64,
@@ -141,9 +147,12 @@ impl ServerArgs {
         index: &std::path::Path,
         model: &strata_serving::ServedModel,
     ) -> anyhow::Result<Arc<IndexBackend>> {
-        let idx = ItemIndex::open(index)?;
+        let mut idx = ItemIndex::open(index)?;
         idx.manifest()
             .check_model(&model.name, &model.fingerprint)?;
+        if let Some(ef) = self.ef_search {
+            idx.set_ef_search(ef as usize)?;
+        }
         let mut b = IndexBackend::new(idx);
         b.candidates = self.candidates;
         b.exact_semantic = self.exact;
@@ -177,6 +186,10 @@ fn serve_postgres(
     anyhow::ensure!(
         !a.server.exact,
         "--exact applies to an index directory; the PostgreSQL backend searches its HNSW index"
+    );
+    anyhow::ensure!(
+        a.server.ef_search.is_none(),
+        "--ef-search applies to an index directory; give the PostgreSQL backend --pg-ef-search"
     );
     let options = BackendOptions {
         pool_size: a.pg_pool,

@@ -147,7 +147,7 @@ impl HnswIndex {
 
     /// The keys among `keys` (row `i` of `data` under `keys[i]`) that a search for their own
     /// vector does not find among its `probe` nearest results (candidate list
-    /// max(`probe`, 64)): nodes the graph cannot reach, as happens when many rows are
+    /// max(`probe`, [`UNREACHABLE_BEAM`])): nodes the graph cannot reach, as happens when many rows are
     /// duplicates and the neighbour pruning drops every link into one of them. Such items
     /// must be scored some other way (exactly) or they can never be retrieved.
     pub fn unreachable(
@@ -164,7 +164,8 @@ impl HnswIndex {
             )));
         }
         let before = self.index.expansion_search();
-        self.index.change_expansion_search(probe.max(64));
+        self.index
+            .change_expansion_search(probe.max(UNREACHABLE_BEAM));
         let found: Result<Vec<bool>, SearchError> = data
             .par_chunks_exact(self.dim)
             .zip(keys.par_iter())
@@ -182,9 +183,21 @@ impl HnswIndex {
             .collect())
     }
 
-    /// The parameters the index was built with.
+    /// The parameters the index was built with, and the current `expansion_search`.
     pub fn params(&self) -> HnswParams {
         self.params
+    }
+
+    /// The beam width searches use now (HNSW's `ef`; a search for more results widens it for
+    /// itself only).
+    pub fn expansion_search(&self) -> usize {
+        self.index.expansion_search()
+    }
+
+    /// Candidates each search keeps (the beam, HNSW's `ef`), at least the `k` asked for.
+    pub fn set_expansion_search(&mut self, ef: usize) {
+        self.index.change_expansion_search(ef.max(1));
+        self.params.expansion_search = ef.max(1);
     }
 }
 
@@ -209,31 +222,37 @@ impl VectorSearch for HnswIndex {
         if k == 0 {
             return Ok(vec![Vec::new(); queries.len() / self.dim]);
         }
-        if self.index.expansion_search() < k {
-            self.index.change_expansion_search(k);
+        // usearch widens the beam to `k` for a search that asks for more (`max(ef, k)`);
+        // raising the index's own setting instead would slow every later search.
+        let one = |q: &[f32]| -> Result<Vec<Hit>, SearchError> {
+            let m = self.index.search(q, k).map_err(ann_err)?;
+            let mut hits: Vec<Hit> = m
+                .keys
+                .iter()
+                .zip(&m.distances)
+                .map(|(&key, &d)| Hit {
+                    item: key as u32,
+                    score: 1.0 - d,
+                })
+                .collect();
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+            Ok(hits)
+        };
+        if queries.len() == self.dim {
+            // One query (a served search): on the calling thread, without a hand-off to the
+            // pool.
+            return Ok(vec![one(queries)?]);
         }
-        queries
-            .par_chunks_exact(self.dim)
-            .map(|q| {
-                let m = self.index.search(q, k).map_err(ann_err)?;
-                let mut hits: Vec<Hit> = m
-                    .keys
-                    .iter()
-                    .zip(&m.distances)
-                    .map(|(&key, &d)| Hit {
-                        item: key as u32,
-                        score: 1.0 - d,
-                    })
-                    .collect();
-                hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
-                Ok(hits)
-            })
-            .collect()
+        queries.par_chunks_exact(self.dim).map(one).collect()
     }
 }
 
 /// Results a self-search of each row looks at when [`HnswSearch`] looks for unreachable rows.
 pub const UNREACHABLE_PROBE: usize = 10;
+
+/// The smallest beam of the self-searches that look for unreachable rows: a search with a beam
+/// at least this wide reaches every row that is not reported unreachable.
+pub const UNREACHABLE_BEAM: usize = 64;
 
 /// An HNSW graph whose unreachable rows ([`HnswIndex::unreachable`]) are scored exactly by
 /// every search: parallel insertion can leave a few rows no search reaches (74 of Home Depot's

@@ -32,6 +32,31 @@ impl<D: AsRef<[f32]>> ExactIndex<D> {
         Ok(ExactIndex { data, dim, n })
     }
 
+    /// Indexes rows that the caller has already validated (e.g. a subset of an index's
+    /// checked vectors, gathered per query): only the shape is checked, so a non-normalised
+    /// row gives wrong scores instead of an error.
+    pub fn new_prechecked(data: D, dim: usize) -> Result<Self, SearchError> {
+        let len = data.as_ref().len();
+        if dim == 0 {
+            return Err(SearchError::ZeroDim { what: "items" });
+        }
+        if !len.is_multiple_of(dim) {
+            return Err(SearchError::Ragged {
+                what: "items",
+                len,
+                dim,
+            });
+        }
+        if len == 0 {
+            return Err(SearchError::Empty);
+        }
+        Ok(ExactIndex {
+            data,
+            dim,
+            n: len / dim,
+        })
+    }
+
     /// The indexed matrix.
     pub fn vectors(&self) -> &[f32] {
         self.data.as_ref()
@@ -118,7 +143,15 @@ impl<D: AsRef<[f32]> + Send + Sync> VectorSearch for ExactIndex<D> {
             return Ok(vec![Vec::new(); nq]);
         }
         let threads = rayon::current_num_threads().max(1);
-        if nq.div_ceil(QUERY_BLOCK) >= 2 * threads || self.n < 4 * ITEM_BLOCK {
+        if nq <= QUERY_BLOCK && self.n < 4 * ITEM_BLOCK {
+            // One block of work (e.g. re-scoring a query's HNSW candidates): on the calling
+            // thread, without a hand-off to the pool.
+            Ok(self
+                .search_range(queries, k, 0, self.n)
+                .into_iter()
+                .map(TopK::into_sorted)
+                .collect())
+        } else if nq.div_ceil(QUERY_BLOCK) >= 2 * threads || self.n < 4 * ITEM_BLOCK {
             Ok(queries
                 .par_chunks(QUERY_BLOCK * self.dim)
                 .flat_map_iter(|qb| {

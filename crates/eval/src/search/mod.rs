@@ -10,7 +10,7 @@ mod exact;
 mod topk;
 
 #[cfg(feature = "ann")]
-pub use ann::{HnswIndex, HnswSearch};
+pub use ann::{HnswIndex, HnswSearch, UNREACHABLE_BEAM};
 pub use exact::ExactIndex;
 pub use topk::TopK;
 
