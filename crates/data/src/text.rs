@@ -191,6 +191,48 @@ impl ItemTextConfig {
     }
 }
 
+/// Which item fields make up the text that is embedded and indexed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ItemText {
+    /// The item name (title) only.
+    Name,
+    /// The name followed by the first two taxonomy levels in natural language, exactly as the
+    /// trainer and the miner build item text (`ItemTextConfig::default()`):
+    /// `name, in level 1 > level 2`. Items without a taxonomy get their name.
+    #[default]
+    NameAndTaxonomy,
+}
+
+impl std::str::FromStr for ItemText {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "name" => Ok(ItemText::Name),
+            "name+taxonomy" => Ok(ItemText::NameAndTaxonomy),
+            o => Err(format!(
+                "unknown item text {o:?} (expected name or name+taxonomy)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ItemText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ItemText::Name => "name",
+            ItemText::NameAndTaxonomy => "name+taxonomy",
+        })
+    }
+}
+
+/// The text of one item.
+pub fn item_text(item: &Item, how: ItemText) -> String {
+    match how {
+        ItemText::NameAndTaxonomy => ItemTextConfig::default().render(item),
+        ItemText::Name => item.name.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

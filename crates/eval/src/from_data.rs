@@ -1,50 +1,10 @@
 //! Conversion from strata-data's records into evaluation inputs.
 
-use strata_data::{Catalog as DataCatalog, Item, Judgment as DataJudgment};
+use strata_data::{Catalog as DataCatalog, Judgment as DataJudgment};
+
+pub use strata_data::text::{ItemText, item_text};
 
 use crate::input::{Catalog, InputError, Qrels};
-
-/// Which item fields make up the text that is embedded and indexed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ItemText {
-    /// The item name (title) only.
-    Name,
-    /// The name followed by the first two taxonomy levels in natural language, exactly as the
-    /// trainer and the miner build item text (`strata_data::ItemTextConfig::default()`):
-    /// `name, in level 1 > level 2`. Items without a taxonomy get their name.
-    #[default]
-    NameAndTaxonomy,
-}
-
-impl std::str::FromStr for ItemText {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "name" => Ok(ItemText::Name),
-            "name+taxonomy" => Ok(ItemText::NameAndTaxonomy),
-            o => Err(format!(
-                "unknown item text {o:?} (expected name or name+taxonomy)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for ItemText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ItemText::Name => "name",
-            ItemText::NameAndTaxonomy => "name+taxonomy",
-        })
-    }
-}
-
-/// The text of one item.
-pub fn item_text(item: &Item, how: ItemText) -> String {
-    match how {
-        ItemText::NameAndTaxonomy => strata_data::ItemTextConfig::default().render(item),
-        ItemText::Name => item.name.clone(),
-    }
-}
 
 /// The evaluation catalog of a strata-data catalog (same item order).
 pub fn catalog(data: &DataCatalog, how: ItemText) -> Result<Catalog, InputError> {
@@ -63,6 +23,7 @@ pub fn qrels(judgments: &[DataJudgment]) -> Result<Qrels, InputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_data::Item;
 
     #[test]
     fn converts_records_keeping_order() {

@@ -4,29 +4,25 @@
 //!   counts of everything left out.
 //! - [`metrics`]: NDCG, recall (lenient and strict), precision and rerank NDCG with linear gains.
 //! - [`margins`]: token overlap, lexically hard pairs, margin metrics and score distributions.
-//! - [`search`]: exact top-K search by blocked matrix multiplication, and HNSW search (feature
-//!   `ann`) behind the same trait.
-//! - [`bm25`] and [`hybrid`]: the lexical baseline and lexical/semantic fusion.
+//! - [`search`], [`bm25`], [`hybrid`], [`thresholds`]: re-exported from strata-retrieval, which
+//!   owns them (exact and HNSW search, the lexical baseline, lexical/semantic fusion, the
+//!   relevance-stratum thresholds that `evaluate` derives).
 //! - [`evaluate()`]: one full evaluation run; [`report`] writes it to a run directory
 //!   (`metrics.json`, Markdown and HTML reports, plots, thresholds).
-//! - [`thresholds`]: similarity thresholds that separate the relevance strata.
 //! - [`compare`]: the paper-style table of relative changes against a baseline run.
 //! - [`from_data`]: conversion from strata-data's records.
 
-pub mod bm25;
 pub mod compare;
 pub mod evaluate;
 pub mod from_data;
-pub mod hybrid;
 pub mod input;
 pub mod margins;
 pub mod metrics;
 pub mod plots;
 pub mod report;
-pub mod search;
 pub mod stats;
-pub mod thresholds;
-pub mod tokens;
+
+pub use strata_retrieval::{bm25, hybrid, search, thresholds, tokens};
 
 pub use bm25::Bm25Index;
 pub use compare::{CompareTable, compare_runs, load_run};

@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use strata_data::{Catalog, ItemTextConfig, Judgment, Labeler, Side, Source, TextEncoder};
-use strata_eval::{ExactIndex, Hit, HnswParams, VectorSearch};
+use strata_retrieval::{ExactIndex, Hit, HnswParams, VectorSearch};
 
 /// Which items the queries are searched against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -224,7 +224,7 @@ pub fn mine(
         let recall = if n_check > 0 {
             let sub = &query_emb[..n_check * dim];
             let ex = exact.search(sub, k)?;
-            Some(strata_eval::search::recall_against(
+            Some(strata_retrieval::search::recall_against(
                 &ex,
                 &hits[..n_check],
                 k,
@@ -345,7 +345,7 @@ fn ann_search(
     k: usize,
     p: HnswParams,
 ) -> anyhow::Result<(Vec<Vec<Hit>>, Option<usize>)> {
-    let index = strata_eval::HnswSearch::build(items, dim, p)?;
+    let index = strata_retrieval::HnswSearch::build(items, dim, p)?;
     let unreachable = index.orphans().len();
     if unreachable > 0 {
         tracing::info!("{unreachable} items unreachable in the HNSW graph: scored exactly");

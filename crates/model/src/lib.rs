@@ -19,6 +19,9 @@ pub use config::{EncoderConfig, EncoderFamily};
 pub use device::{parse_device, with_seed};
 pub use embedder::{BatchLimits, Embedder};
 pub use engine::{FastTower, Precision};
-pub use store::{LoadOptions, LoadedModel, export_sentence_transformers, load_model, save_model};
+pub use store::{
+    LoadOptions, LoadedModel, export_sentence_transformers, load_model, model_fingerprint,
+    save_model,
+};
 pub use tokenize::{TextTokenizer, TokenBatch};
 pub use tower::{Side, TowerConfig, TwoTower};

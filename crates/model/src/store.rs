@@ -430,3 +430,36 @@ pub fn write_safetensors(
     safetensors::serialize_to_file(views, None, path)
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// SHA-256 (hex) over a model directory's configuration (`strata.json` or `config.json`),
+/// `tokenizer.json` and `model.safetensors`, each prefixed by its name and length: what an
+/// index, an embedding cache or a server checks to know that two runs used the same model.
+pub fn model_fingerprint(dir: &Path) -> anyhow::Result<String> {
+    let config = if dir.join("strata.json").is_file() {
+        "strata.json"
+    } else {
+        "config.json"
+    };
+    use sha2::Digest;
+    use std::io::Read;
+    let mut h = sha2::Sha256::new();
+    for name in [config, "tokenizer.json", "model.safetensors"] {
+        let path = dir.join(name);
+        let mut f = std::fs::File::open(&path)
+            .with_context(|| format!("cannot fingerprint the model: {}", path.display()))?;
+        let len = f.metadata()?.len();
+        h.update(name.as_bytes());
+        h.update(len.to_le_bytes());
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}

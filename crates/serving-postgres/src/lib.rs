@@ -11,7 +11,7 @@
 //!   [`SearchMode::Semantic`] (HNSW nearest neighbours), [`SearchMode::Lexical`] (Postgres
 //!   full-text search with OR semantics, ranked by `ts_rank_cd`) or [`SearchMode::Hybrid`]
 //!   (the union of both candidate lists, every candidate scored on both sides and blended with
-//!   [`strata_eval::hybrid::Fusion`]).
+//!   [`strata_retrieval::hybrid::Fusion`]).
 //!
 //! # Table layout
 //!
@@ -51,7 +51,7 @@ pub use export::{ExportBatch, ExportOptions, ExportReport, export};
 pub use schema::{HnswParams, Metric, TableInfo, validate_table_name};
 pub use search::{BackendOptions, PgBackend, SearchHit, SearchMode};
 pub use serving::{METADATA_KIND, PgSearchBackend, TableMetadata, export_index};
-pub use strata_eval::hybrid::Fusion;
+pub use strata_retrieval::hybrid::Fusion;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

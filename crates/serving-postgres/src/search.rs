@@ -7,7 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
-use strata_eval::hybrid::Fusion;
+use strata_retrieval::hybrid::Fusion;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 

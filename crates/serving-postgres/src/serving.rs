@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use strata_data::Item;
 use strata_data::progress::Progress;
-use strata_eval::Thresholds;
+use strata_retrieval::Thresholds;
 use strata_serving::backend::BoxFuture;
 use strata_serving::{
     BackendInfo, ItemIndex, Mode, ModelStamp, ScoredItem, SearchBackend, SearchQuery,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
-use strata_eval::{Fusion, Thresholds};
+use strata_retrieval::{Fusion, Thresholds};
 
 use crate::index::ItemIndex;
 

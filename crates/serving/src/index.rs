@@ -32,9 +32,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use strata_data::{Item, Side, TextEncoder};
-use strata_eval::from_data::{ItemText, item_text};
-use strata_eval::search::{UNREACHABLE_BEAM, dot};
-use strata_eval::{
+use strata_data::{ItemText, item_text};
+use strata_retrieval::search::{UNREACHABLE_BEAM, dot};
+use strata_retrieval::{
     Bm25Index, ExactIndex, FusedHit, Fusion, Hit, HnswIndex, HnswParams, Thresholds, VectorSearch,
     hybrid_rank,
 };

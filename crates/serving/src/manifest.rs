@@ -1,12 +1,11 @@
 //! The index manifest and model fingerprints.
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use strata_eval::{HnswParams, Thresholds};
+pub use strata_model::model_fingerprint;
+use strata_retrieval::{HnswParams, Thresholds};
 
 /// Version of the index directory layout this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -128,34 +127,4 @@ impl Manifest {
 
 fn short(f: &str) -> &str {
     &f[..f.len().min(12)]
-}
-
-/// SHA-256 (hex) over a model directory's configuration (`strata.json` or `config.json`),
-/// `tokenizer.json` and `model.safetensors`, each prefixed by its name and length.
-pub fn model_fingerprint(dir: &Path) -> anyhow::Result<String> {
-    let config = if dir.join("strata.json").is_file() {
-        "strata.json"
-    } else {
-        "config.json"
-    };
-    let mut h = Sha256::new();
-    for name in [config, "tokenizer.json", "model.safetensors"] {
-        let path = dir.join(name);
-        let mut f = std::fs::File::open(&path)
-            .with_context(|| format!("cannot fingerprint the model: {}", path.display()))?;
-        let len = f.metadata()?.len();
-        h.update(name.as_bytes());
-        h.update(len.to_le_bytes());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f
-                .read(&mut buf)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use strata_data::Side;
-use strata_eval::Fusion;
+use strata_retrieval::Fusion;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

@@ -203,7 +203,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let index = match (&a.item_embeddings, &a.model) {
         (Some(dir), Some(model)) => {
             let idx = strata_serving::ItemIndex::open(dir)?;
-            let fp = strata_serving::model_fingerprint(model)?;
+            let fp = strata_model::model_fingerprint(model)?;
             idx.manifest()
                 .check_model(&model.display().to_string(), &fp)?;
             let want = a.item_text.to_string();

@@ -6,8 +6,6 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use strata_eval::from_data::ItemText;
 use strata_eval::{HnswParams, Thresholds};
-use strata_model::{BatchLimits, LoadOptions};
-use strata_serving::server::load_model;
 use strata_serving::{BuildOptions, ItemIndex, Manifest, ModelStamp, Quantization, Update};
 
 #[derive(Subcommand)]
@@ -37,47 +35,7 @@ pub enum IndexCommand {
     Export(ExportArgs),
 }
 
-#[derive(Args, Clone)]
-pub struct ModelArgs {
-    /// Model directory: a strata model or a Hugging Face folder.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Compute device: cpu, cuda, cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Most texts per forward pass.
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Most padded tokens per forward pass.
-    #[arg(long, default_value_t = 4096)]
-    pub max_tokens: usize,
-    /// Truncation length (tokens) for a Hugging Face folder.
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
-    /// ~1.8x faster item embedding; README "CPU inference engine and int8" gives its
-    /// accuracy cost).
-    #[arg(long, default_value = "f32")]
-    pub precision: strata_model::Precision,
-}
-
-impl ModelArgs {
-    pub fn load(&self) -> anyhow::Result<strata_serving::ServedModel> {
-        load_model(
-            &self.model,
-            &LoadOptions {
-                max_len: self.max_len,
-                precision: Some(self.precision),
-                ..Default::default()
-            },
-            &self.device,
-            BatchLimits {
-                max_batch: self.batch_size,
-                max_tokens: self.max_tokens,
-            },
-        )
-    }
-}
+pub use super::common::ModelArgs;
 
 #[derive(Args)]
 pub struct BuildArgs {

@@ -9,7 +9,6 @@ use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
 use strata_data::text::{ItemTextConfig, TaxonomyDepth};
 use strata_labeling::cross_encoder::CrossEncoderLabeler;
 use strata_mining::{Corpus, MineConfig};
-use strata_model::{Embedder, LoadOptions};
 use strata_pipeline::PipelineConfig;
 
 #[derive(Args)]
@@ -65,9 +64,10 @@ const AUTO_EXACT_BELOW: f64 = 4e9;
 
 #[derive(Args)]
 pub struct MineArgs {
-    /// The model to mine with (a stage-1 or stage-2 strata model, or a run's `model/`).
-    #[arg(long)]
-    pub model: PathBuf,
+    /// The model to mine with (`--model`: a stage-1 or stage-2 strata model, or a run's
+    /// `model/`), and its device, batch limits and precision.
+    #[command(flatten)]
+    pub model: super::common::ModelArgs,
     /// Catalog file.
     #[arg(long)]
     pub catalog: PathBuf,
@@ -119,11 +119,6 @@ pub struct MineArgs {
     /// Taxonomy levels in the item text.
     #[arg(long, default_value_t = 2)]
     pub taxonomy_depth: usize,
-    /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
-    /// ~1.8x faster item embedding; README "CPU inference engine and int8" gives its
-    /// accuracy cost).
-    #[arg(long, default_value = "f32")]
-    pub precision: strata_model::Precision,
     #[command(flatten)]
     pub embedding_cache: super::common::EmbeddingCacheArgs,
 }
@@ -196,17 +191,14 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         },
         template: None,
     };
-    let opts = LoadOptions {
-        precision: Some(a.precision),
-        ..Default::default()
-    };
-    let e = Embedder::load(&a.model, &opts)?.with_progress(true);
+    let e = a.model.embedder()?.with_progress(true);
+    let model_dir = &a.model.model;
     let index = match &a.item_embeddings {
         Some(dir) => {
             let idx = strata_serving::ItemIndex::open(dir)?;
-            let fp = strata_serving::model_fingerprint(&a.model)?;
+            let fp = strata_model::model_fingerprint(model_dir)?;
             idx.manifest()
-                .check_model(&a.model.display().to_string(), &fp)?;
+                .check_model(&model_dir.display().to_string(), &fp)?;
             Some(idx)
         }
         None => None,
@@ -217,9 +209,12 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
     };
     let cached = match &indexed {
         None => {
-            let dir = a
-                .embedding_cache
-                .dir(&a.model, e.config().max_len, "cpu", a.precision)?;
+            let dir = a.embedding_cache.dir(
+                model_dir,
+                e.config().max_len,
+                &a.model.device,
+                a.model.precision,
+            )?;
             super::common::cached_encoder(&e, dir.as_deref())?
         }
         Some(_) => None,

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use strata_data::Judgment;
 use strata_data::split::Split;
-use strata_eval::bm25::Bm25Index;
 use strata_model::BatchLimits;
+use strata_retrieval::bm25::Bm25Index;
 
 use super::data::{LabeledPairs, PairSource, subsample};
 use super::labeler::CrossEncoderLabeler;

@@ -2,13 +2,13 @@
 //! (random clustered unit vectors), top 100. Exact search, and HNSW build, search and recall
 //! against exact (feature `ann`).
 //!
-//!     cargo bench -p strata-eval --bench search   (STRATA_BENCH_SKIP_ANN=1 skips HNSW)
+//!     cargo bench -p strata-retrieval --bench search   (STRATA_BENCH_SKIP_ANN=1 skips HNSW)
 
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata_eval::search::{ExactIndex, VectorSearch};
+use strata_retrieval::search::{ExactIndex, VectorSearch};
 
 fn clustered(rng: &mut StdRng, centres: &[f32], n: usize, dim: usize) -> Vec<f32> {
     let k = centres.len() / dim;
@@ -59,7 +59,7 @@ fn main() {
 
     #[cfg(feature = "ann")]
     if std::env::var("STRATA_BENCH_SKIP_ANN").is_err() {
-        use strata_eval::search::{HnswIndex, HnswParams, recall_against};
+        use strata_retrieval::search::{HnswIndex, HnswParams, recall_against};
         let t = Instant::now();
         let hnsw = HnswIndex::build(&items, dim, HnswParams::default()).unwrap();
         let build = t.elapsed().as_secs_f64();

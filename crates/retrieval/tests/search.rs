@@ -2,7 +2,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata_eval::search::{ExactIndex, Hit, VectorSearch};
+use strata_retrieval::search::{ExactIndex, Hit, VectorSearch};
 
 fn normalise(v: &mut [f32], dim: usize) {
     for r in v.chunks_exact_mut(dim) {
@@ -111,7 +111,7 @@ fn exact_search_rejects_bad_inputs() {
 #[cfg(feature = "ann")]
 #[test]
 fn hnsw_recall_against_exact_on_clustered_vectors() {
-    use strata_eval::search::{HnswIndex, HnswParams, recall_against};
+    use strata_retrieval::search::{HnswIndex, HnswParams, recall_against};
     let mut rng = StdRng::seed_from_u64(11);
     let (dim, clusters, per, nq) = (32, 40, 100, 300);
     let centres = random_unit(&mut rng, clusters, dim);
@@ -153,7 +153,7 @@ fn hnsw_recall_against_exact_on_clustered_vectors() {
 #[cfg(feature = "ann")]
 #[test]
 fn a_deep_search_leaves_the_beam_width_alone() {
-    use strata_eval::search::{HnswIndex, HnswParams};
+    use strata_retrieval::search::{HnswIndex, HnswParams};
     let mut rng = StdRng::seed_from_u64(9);
     let dim = 16;
     let items = random_unit(&mut rng, 600, dim);
@@ -183,7 +183,7 @@ fn a_deep_search_leaves_the_beam_width_alone() {
 #[cfg(feature = "ann")]
 #[test]
 fn hnsw_search_scores_unreachable_rows_exactly() {
-    use strata_eval::search::{HnswIndex, HnswParams, HnswSearch};
+    use strata_retrieval::search::{HnswIndex, HnswParams, HnswSearch};
     let mut rng = StdRng::seed_from_u64(5);
     let dim = 16;
     let distinct = random_unit(&mut rng, 20, dim);
