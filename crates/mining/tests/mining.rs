@@ -112,7 +112,7 @@ fn mining_keeps_originals_selects_by_rank_and_caches_labels() {
     train.push(Judgment::new("q0", "i1", 2));
     let cfg = MineConfig {
         k: 20,
-        ann: false,
+        ann: strata_mining::SearchChoice::Exact,
         corpus: strata_mining::Corpus::Catalog,
         ..Default::default()
     };
@@ -193,4 +193,31 @@ fn bad_settings_are_rejected() {
     .err()
     .unwrap();
     assert!(format!("{err:#}").contains("missing"), "{err:#}");
+}
+
+/// The search choice: `auto` is exact up to 4e9 query x item pairs and HNSW beyond; configs
+/// written with the old boolean `ann` still read, and the choice round-trips as a name.
+#[test]
+fn search_choice_reads_names_and_the_old_boolean() {
+    use strata_mining::{AUTO_EXACT_BELOW, SearchChoice};
+    let read = |v: &str| serde_json::from_str::<MineConfig>(&format!(r#"{{"ann": {v}}}"#));
+    assert_eq!(read("true").unwrap().ann, SearchChoice::Hnsw);
+    assert_eq!(read("false").unwrap().ann, SearchChoice::Exact);
+    assert_eq!(read(r#""auto""#).unwrap().ann, SearchChoice::Auto);
+    assert_eq!(read(r#""exact""#).unwrap().ann, SearchChoice::Exact);
+    let err = read(r#""fast""#).unwrap_err().to_string();
+    assert!(err.contains("fast") && err.contains("auto"), "{err}");
+    let cfg = MineConfig {
+        ann: SearchChoice::Auto,
+        ..MineConfig::default()
+    };
+    let back: MineConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(back.ann, SearchChoice::Auto);
+    // Home Depot's 7,573 training queries over its catalog search exactly; ten times the
+    // catalog does not.
+    assert!(!SearchChoice::Auto.uses_ann(7_573, 54_667));
+    assert!(SearchChoice::Auto.uses_ann(7_573, 546_670));
+    assert_eq!(AUTO_EXACT_BELOW, 4e9);
+    assert!(SearchChoice::Hnsw.uses_ann(1, 10));
+    assert!(!SearchChoice::Exact.uses_ann(1_000_000, 1_000_000));
 }

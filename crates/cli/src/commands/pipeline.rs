@@ -8,7 +8,7 @@ use strata_data::Labeler;
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
 use strata_data::text::{ItemTextConfig, TaxonomyDepth};
 use strata_labeling::cross_encoder::CrossEncoderLabeler;
-use strata_mining::{Corpus, MineConfig};
+use strata_mining::{Corpus, MineConfig, SearchChoice};
 use strata_pipeline::PipelineConfig;
 
 #[derive(Args)]
@@ -49,19 +49,6 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `strata mine --search`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum MineSearch {
-    Auto,
-    Exact,
-    Hnsw,
-}
-
-/// `--search auto` searches exactly below this many query x item pairs: on Home Depot
-/// (7,573 x 54,667 = 4.1e8) exact top-150 takes 3.7 s here, HNSW (M 24, ef 400, graph build
-/// included) 47 s at recall@150 0.992.
-const AUTO_EXACT_BELOW: f64 = 4e9;
-
 #[derive(Args)]
 pub struct MineArgs {
     /// The model to mine with (`--model`: a stage-1 or stage-2 strata model, or a run's
@@ -91,8 +78,8 @@ pub struct MineArgs {
     pub whole_catalog: bool,
     /// Search: exact (blocked matrix product), hnsw, or auto (exact while queries x items
     /// stays under 4e9, i.e. a few seconds here; HNSW beyond).
-    #[arg(long, value_enum, default_value = "auto")]
-    pub search: MineSearch,
+    #[arg(long, default_value = "auto")]
+    pub search: SearchChoice,
     /// Labels for unjudged pairs: `unjudged-zero` (label 0), `judged-only` (left unlabeled),
     /// or `cross-encoder=DIR` (a labeler trained by `strata labeler train`).
     #[arg(long, default_value = "unjudged-zero")]
@@ -135,16 +122,7 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         } else {
             Corpus::TrainingItems
         },
-        ann: match a.search {
-            MineSearch::Exact => false,
-            MineSearch::Hnsw => true,
-            MineSearch::Auto => {
-                // Queries are the distinct training queries; the corpus is bounded by the catalog.
-                let queries: std::collections::HashSet<&str> =
-                    train.iter().map(|j| j.query.as_str()).collect();
-                (queries.len() as f64) * (catalog.len() as f64) > AUTO_EXACT_BELOW
-            }
-        },
+        ann: a.search,
         hnsw: strata_eval::HnswParams {
             connectivity: a.hnsw_m,
             expansion_add: a.hnsw_ef_construction,
