@@ -20,8 +20,8 @@ pub use device::{parse_device, with_seed};
 pub use embedder::{BatchLimits, Embedder};
 pub use engine::{FastTower, Precision};
 pub use store::{
-    LoadOptions, LoadedModel, export_sentence_transformers, load_model, model_fingerprint,
-    save_model,
+    LoadOptions, LoadedModel, default_cache_root, export_sentence_transformers, item_cache_dir,
+    load_model, model_fingerprint, save_model,
 };
 pub use tokenize::{TextTokenizer, TokenBatch};
 pub use tower::{Side, TowerConfig, TwoTower};

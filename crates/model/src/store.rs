@@ -463,3 +463,37 @@ pub fn model_fingerprint(dir: &Path) -> anyhow::Result<String> {
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
+/// The default root of strata's caches: `$STRATA_CACHE`, else `$XDG_CACHE_HOME/strata`, else
+/// `~/.cache/strata` (None when none of them is set).
+pub fn default_cache_root() -> Option<PathBuf> {
+    let nonempty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    nonempty("STRATA_CACHE")
+        .or_else(|| nonempty("XDG_CACHE_HOME").map(|p| p.join("strata")))
+        .or_else(|| nonempty("HOME").map(|p| p.join(".cache").join("strata")))
+}
+
+/// The item-embedding cache directory of a model under `root`:
+/// `embeddings/<fingerprint prefix>-len<max_len>-<device>[-int8]`. Vectors differ by model
+/// files, truncation length and arithmetic, so each combination has its own directory (on a
+/// GPU the f32 tensor model and the CPU engine's f32 give the same vectors to rounding, but
+/// the device still separates them).
+pub fn item_cache_dir(
+    root: &Path,
+    model: &Path,
+    max_len: usize,
+    device: &str,
+    precision: crate::Precision,
+) -> anyhow::Result<PathBuf> {
+    let fp = model_fingerprint(model)?;
+    let mut device = device.replace(':', "");
+    if precision == crate::Precision::Int8 {
+        device.push_str("-int8");
+    }
+    Ok(root
+        .join("embeddings")
+        .join(format!("{}-len{max_len}-{device}", &fp[..32])))
+}

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
 use strata_data::marketplace::{Marketplace, MarketplaceConfig};
 use strata_data::text::{ItemTextConfig, TaxonomyDepth};
-use strata_data::{Catalog, Labeler};
+use strata_data::{CachedEncoder, Catalog, EmbeddingCache, Labeler};
 use strata_eval::{EvalOptions, System};
 use strata_mining::MineConfig;
 use strata_model::{Embedder, LoadOptions};
@@ -257,6 +257,7 @@ fn eval_into(
     catalog: &Catalog,
     text: &ItemTextConfig,
     judgments_path: &Path,
+    cache_root: &Path,
 ) -> anyhow::Result<()> {
     if dir.join("metrics.json").is_file() {
         tracing::info!("{}: evaluated already, skipping", dir.display());
@@ -273,7 +274,8 @@ fn eval_into(
     let result = match model {
         Some(m) => {
             let e = Embedder::load(m, &engine_f32())?.with_progress(true);
-            strata_eval::evaluate(&cat, &q, System::Dense(&e), &opts)?
+            let cached = with_item_cache(&e, m, cache_root)?;
+            strata_eval::evaluate(&cat, &q, System::Dense(&cached), &opts)?
         }
         None => strata_eval::evaluate(&cat, &q, System::Bm25, &opts)?,
     };
@@ -345,6 +347,9 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     let catalog = strata_data::load_catalog(&prep.catalog)?;
     let text = item_text(cfg);
     let runs = cfg.out.join("runs");
+    // One item-embedding cache for the run: mining reads back the catalog vectors that the
+    // stage-1 evaluation computed with the same model instead of embedding it again.
+    let cache_root = cfg.out.join("cache");
 
     tracing::info!("[1/6] zero-shot evaluation");
     eval_into(
@@ -353,9 +358,17 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         &catalog,
         &text,
         &prep.test,
+        &cache_root,
     )?;
     if cfg.bm25 {
-        eval_into(&runs.join("eval-bm25"), None, &catalog, &text, &prep.test)?;
+        eval_into(
+            &runs.join("eval-bm25"),
+            None,
+            &catalog,
+            &text,
+            &prep.test,
+            &cache_root,
+        )?;
     }
 
     tracing::info!("[2/6] stage 1: {} training", cfg.stage1.loss.name());
@@ -374,6 +387,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         &catalog,
         &text,
         &prep.test,
+        &cache_root,
     )?;
 
     tracing::info!("[4/6] mining with the stage-1 model");
@@ -388,11 +402,20 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
             "v1",
         )?;
         let e = Embedder::load(&stage1, &engine_f32())?.with_progress(true);
-        let out = strata_mining::mine(&e, &catalog, &text, &train, &labeler, &cfg.mine)?;
+        let cached = with_item_cache(&e, &stage1, &cache_root)?;
+        let out = strata_mining::mine(&cached, &catalog, &text, &train, &labeler, &cfg.mine)?;
+        let stats = cached.stats();
+        tracing::info!(
+            "mining: {} item embeddings from the run's cache, {} embedded",
+            stats.hits,
+            stats.embedded
+        );
         strata_data::write_judgments(&mined, &out.judgments)?;
         let mut report = serde_json::to_value(&out.report)?;
         report["labeler_policy"] = serde_json::Value::String(prep.labeler_note.clone());
         report["labeler_cache_hits"] = labeler.hits().into();
+        report["item_embeddings_from_cache"] = stats.hits.into();
+        report["items_embedded"] = stats.embedded.into();
         std::fs::write(
             mine_dir.join("mining_report.json"),
             serde_json::to_string_pretty(&report)?,
@@ -423,6 +446,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         &catalog,
         &text,
         &prep.test,
+        &cache_root,
     )?;
 
     let mut rows = vec![];
@@ -479,6 +503,23 @@ impl Labeler for DynLabeler<'_> {
 }
 
 /// Inference options: strata's CPU engine at f32 (the tensor model's function, faster).
+/// `e` (loaded from `model`) answering item texts from the run's cache under `root`.
+fn with_item_cache<'a>(
+    e: &'a Embedder,
+    model: &Path,
+    root: &Path,
+) -> anyhow::Result<CachedEncoder<'a>> {
+    let dir = strata_model::item_cache_dir(
+        root,
+        model,
+        e.config().max_len,
+        "cpu",
+        strata_model::Precision::F32,
+    )?;
+    let dim = strata_data::TextEncoder::dim(e);
+    CachedEncoder::new(e, EmbeddingCache::open(&dir, dim)?)
+}
+
 fn engine_f32() -> LoadOptions {
     LoadOptions {
         precision: Some(strata_model::Precision::F32),

@@ -54,6 +54,12 @@ fn tiny_pipeline_writes_every_artifact_and_resumes() {
     )
     .unwrap();
     assert_eq!(report["k"], 20);
+    // Mining read every item vector back from the cache the stage-1 evaluation filled.
+    assert_eq!(report["items_embedded"], 0, "{report}");
+    assert_eq!(
+        report["item_embeddings_from_cache"], report["corpus_items"],
+        "{report}"
+    );
     assert_eq!(
         report["pairs_retrieved"].as_u64().unwrap(),
         report["queries"].as_u64().unwrap() * 20

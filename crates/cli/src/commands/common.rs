@@ -103,34 +103,15 @@ impl EmbeddingCacheArgs {
         }
         let root = match &self.embedding_cache {
             Some(r) => r.clone(),
-            None => match default_cache_root() {
+            None => match strata_model::default_cache_root() {
                 Some(r) => r,
                 None => return Ok(None),
             },
         };
-        let fp = strata_model::model_fingerprint(model)?;
-        let mut device = device.replace(':', "");
-        // int8 embeddings differ from f32 ones: they get their own directory. (On a GPU the
-        // f32 tensor model and the CPU engine's f32 give the same vectors to rounding.)
-        if precision == strata_model::Precision::Int8 {
-            device.push_str("-int8");
-        }
-        Ok(Some(
-            root.join("embeddings")
-                .join(format!("{}-len{max_len}-{device}", &fp[..32])),
-        ))
+        Ok(Some(strata_model::item_cache_dir(
+            &root, model, max_len, device, precision,
+        )?))
     }
-}
-
-fn default_cache_root() -> Option<PathBuf> {
-    let nonempty = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    nonempty("STRATA_CACHE")
-        .or_else(|| nonempty("XDG_CACHE_HOME").map(|p| p.join("strata")))
-        .or_else(|| nonempty("HOME").map(|p| p.join(".cache").join("strata")))
 }
 
 /// Wraps `model` with the item-embedding cache in `dir` (if any), logging where it is.
