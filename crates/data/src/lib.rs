@@ -41,5 +41,5 @@ pub use io::{
 };
 pub use labeler::Labeler;
 pub use record::{Catalog, Dataset, Engagement, Item, Judgment, MAX_LABEL, Source};
-pub use text::{ItemText, ItemTextConfig, TaxonomyDepth, item_text};
+pub use text::{ItemTextConfig, TaxonomyDepth};
 pub use validate::{InvalidRows, OnInvalid, ReadReport, RowError};

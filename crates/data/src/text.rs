@@ -191,51 +191,158 @@ impl ItemTextConfig {
     }
 }
 
-/// Which item fields make up the text that is embedded and indexed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ItemText {
-    /// The item name (title) only.
-    Name,
-    /// The name followed by the first two taxonomy levels in natural language, exactly as the
-    /// trainer and the miner build item text (`ItemTextConfig::default()`):
-    /// `name, in level 1 > level 2`. Items without a taxonomy get their name.
-    #[default]
-    NameAndTaxonomy,
-}
-
-impl std::str::FromStr for ItemText {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "name" => Ok(ItemText::Name),
-            "name+taxonomy" => Ok(ItemText::NameAndTaxonomy),
-            o => Err(format!(
-                "unknown item text {o:?} (expected name or name+taxonomy)"
-            )),
+impl TaxonomyDepth {
+    /// The first `levels` levels (0: none), the form configuration files use.
+    pub fn first(levels: usize) -> Self {
+        match levels {
+            0 => TaxonomyDepth::None,
+            n => TaxonomyDepth::First(n),
         }
     }
 }
 
-impl std::fmt::Display for ItemText {
+impl std::fmt::Display for TaxonomyDepth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ItemText::Name => "name",
-            ItemText::NameAndTaxonomy => "name+taxonomy",
-        })
+        match self {
+            TaxonomyDepth::None => f.write_str("none"),
+            TaxonomyDepth::All => f.write_str("all"),
+            TaxonomyDepth::First(n) => write!(f, "{n}"),
+            TaxonomyDepth::Last(n) => write!(f, "last:{n}"),
+        }
     }
 }
 
-/// The text of one item.
-pub fn item_text(item: &Item, how: ItemText) -> String {
-    match how {
-        ItemText::NameAndTaxonomy => ItemTextConfig::default().render(item),
-        ItemText::Name => item.name.clone(),
+impl ItemTextConfig {
+    /// The name and the first `levels` taxonomy levels (0: the name only), the form training
+    /// and mining configurations give as `taxonomy_depth`.
+    pub fn with_taxonomy_levels(levels: usize) -> Self {
+        ItemTextConfig {
+            depth: TaxonomyDepth::first(levels),
+            template: None,
+        }
+    }
+}
+
+/// The written form, used by `--item-text`, index manifests and model directories:
+/// `name` (the name only), `name+taxonomy` (the name and the first two taxonomy levels, the
+/// default), `name+taxonomy:DEPTH` (DEPTH as [`TaxonomyDepth`] reads it: `3`, `all`,
+/// `last:1`) and `template:DEPTH:TEMPLATE` (a [`Template`]).
+impl std::fmt::Display for ItemTextConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.template, self.depth) {
+            (Some(t), d) => write!(f, "template:{d}:{}", t.as_str()),
+            (None, TaxonomyDepth::None) => f.write_str("name"),
+            (None, TaxonomyDepth::First(2)) => f.write_str("name+taxonomy"),
+            (None, d) => write!(f, "name+taxonomy:{d}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ItemTextConfig {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let plain = |depth| ItemTextConfig {
+            depth,
+            template: None,
+        };
+        match s {
+            "name" => return Ok(plain(TaxonomyDepth::None)),
+            "name+taxonomy" => return Ok(ItemTextConfig::default()),
+            _ => {}
+        }
+        if let Some(d) = s.strip_prefix("name+taxonomy:") {
+            return Ok(plain(d.parse()?));
+        }
+        if let Some(rest) = s.strip_prefix("template:") {
+            // The depth never holds ':' except after `last`.
+            let (depth, template) = match rest.strip_prefix("last:") {
+                Some(r) => {
+                    let (n, t) = r
+                        .split_once(':')
+                        .ok_or("template: expected DEPTH:TEMPLATE")?;
+                    (format!("last:{n}"), t)
+                }
+                None => {
+                    let (d, t) = rest
+                        .split_once(':')
+                        .ok_or("template: expected DEPTH:TEMPLATE")?;
+                    (d.to_string(), t)
+                }
+            };
+            return Ok(ItemTextConfig {
+                depth: depth.parse()?,
+                template: Some(Template::parse(template).map_err(|e| e.to_string())?),
+            });
+        }
+        Err(format!(
+            "unknown item text {s:?} (expected name, name+taxonomy, name+taxonomy:DEPTH or template:DEPTH:TEMPLATE)"
+        ))
+    }
+}
+
+impl serde::Serialize for ItemTextConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ItemTextConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_text_round_trips_through_its_written_form() {
+        for text in [
+            "name",
+            "name+taxonomy",
+            "name+taxonomy:3",
+            "name+taxonomy:all",
+            "name+taxonomy:last:1",
+            "template:2:{name} ({taxonomy})",
+            "template:last:1:{name}: {attr:brand}",
+        ] {
+            let c: ItemTextConfig = text.parse().unwrap();
+            assert_eq!(c.to_string(), text);
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<ItemTextConfig>(&json).unwrap(), c);
+        }
+        assert_eq!(
+            "name".parse::<ItemTextConfig>().unwrap(),
+            ItemTextConfig::name_only()
+        );
+        assert_eq!(
+            "name+taxonomy".parse::<ItemTextConfig>().unwrap(),
+            ItemTextConfig::default()
+        );
+        assert_eq!(
+            ItemTextConfig::with_taxonomy_levels(0),
+            ItemTextConfig::name_only()
+        );
+        assert_eq!(
+            ItemTextConfig::with_taxonomy_levels(2),
+            ItemTextConfig::default()
+        );
+        let mut it = item();
+        it.taxonomy = vec!["Tools".into(), "Drills".into(), "Cordless".into()];
+        let three: ItemTextConfig = "name+taxonomy:3".parse().unwrap();
+        assert!(three.render(&it).ends_with("Tools > Drills > Cordless"));
+        for bad in [
+            "title",
+            "name+taxonomy:deep",
+            "template:2:{nope}",
+            "template:2",
+        ] {
+            let e = bad.parse::<ItemTextConfig>().unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+    }
 
     fn item() -> Item {
         let mut i = Item::new("1", "Barilla Spaghetti 16 oz");

@@ -2,13 +2,13 @@
 
 use strata_data::{Catalog as DataCatalog, Judgment as DataJudgment};
 
-pub use strata_data::text::{ItemText, item_text};
+pub use strata_data::ItemTextConfig;
 
 use crate::input::{Catalog, InputError, Qrels};
 
 /// The evaluation catalog of a strata-data catalog (same item order).
-pub fn catalog(data: &DataCatalog, how: ItemText) -> Result<Catalog, InputError> {
-    Catalog::new(data.iter().map(|i| (i.id.clone(), item_text(i, how))))
+pub fn catalog(data: &DataCatalog, how: &ItemTextConfig) -> Result<Catalog, InputError> {
+    Catalog::new(data.iter().map(|i| (i.id.clone(), how.render(i))))
 }
 
 /// Judgments grouped per query.
@@ -31,13 +31,13 @@ mod tests {
         a.taxonomy = vec!["Tools".into(), "Power Tools".into()];
         let b = Item::new("b", "Hammer");
         let data = DataCatalog::from_items(vec![a.clone(), b]).unwrap();
-        let c = catalog(&data, ItemText::Name).unwrap();
+        let c = catalog(&data, &ItemTextConfig::name_only()).unwrap();
         assert_eq!(c.ids(), ["a", "b"]);
         assert_eq!(c.texts(), ["Cordless Drill", "Hammer"]);
-        let c = catalog(&data, ItemText::NameAndTaxonomy).unwrap();
+        let c = catalog(&data, &ItemTextConfig::default()).unwrap();
         assert_eq!(c.texts()[0], "Cordless Drill, in Tools > Power Tools");
         assert_eq!(c.texts()[1], "Hammer");
-        assert!(catalog(&DataCatalog::default(), ItemText::Name).is_err());
+        assert!(catalog(&DataCatalog::default(), &ItemTextConfig::name_only()).is_err());
 
         let q = qrels(&[
             DataJudgment::new("drill", "a", 2),
@@ -50,9 +50,5 @@ mod tests {
             vec![("a".to_string(), 2), ("b".to_string(), 0)]
         );
         assert!(qrels(&[DataJudgment::new("x", "a", 7)]).is_err());
-        assert_eq!(
-            "name+taxonomy".parse::<ItemText>().unwrap(),
-            ItemText::NameAndTaxonomy
-        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use strata_eval::from_data::{ItemText, catalog, qrels};
+use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{EvalOptions, System, evaluate, write_run};
 
 fn data_dir() -> Option<PathBuf> {
@@ -20,7 +20,7 @@ fn bm25_on_home_depot_all_judged_queries() {
     };
     let data_catalog = strata_data::load_catalog(dir.join("products.tsv")).unwrap();
     let judgments = strata_data::load_judgments(dir.join("judgments.tsv")).unwrap();
-    let cat = catalog(&data_catalog, ItemText::Name).unwrap();
+    let cat = catalog(&data_catalog, &ItemTextConfig::name_only()).unwrap();
     let q = qrels(&judgments).unwrap();
     let opts = EvalOptions {
         catalog_source: Some(dir.join("products.tsv").display().to_string()),

@@ -21,7 +21,7 @@ pub use embedder::{BatchLimits, Embedder};
 pub use engine::{FastTower, Precision};
 pub use store::{
     LoadOptions, LoadedModel, default_cache_root, export_sentence_transformers, item_cache_dir,
-    load_model, model_fingerprint, save_model,
+    item_text_for, load_model, model_fingerprint, recorded_item_text, save_model,
 };
 pub use tokenize::{TextTokenizer, TokenBatch};
 pub use tower::{Side, TowerConfig, TwoTower};

@@ -202,6 +202,7 @@ fn load_hf(dir: &Path, opts: &LoadOptions, device: &Device) -> anyhow::Result<Lo
         }),
         max_len,
         base_model: dir.display().to_string(),
+        item_text: None,
         encoder,
     };
     if let Some(d) = config.projection_dim {
@@ -463,6 +464,48 @@ pub fn model_fingerprint(dir: &Path) -> anyhow::Result<String> {
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
+/// The item text recorded in a model directory (`item_text` of a strata model's
+/// `strata.json`, written by the trainer); None for a Hugging Face folder or a model saved
+/// without it.
+pub fn recorded_item_text(dir: &Path) -> anyhow::Result<Option<strata_data::ItemTextConfig>> {
+    let path = dir.join("strata.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let cfg: TowerConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a strata model configuration", path.display()))?;
+    Ok(cfg.item_text)
+}
+
+/// The item text to embed items with for `model`: `explicit` when given (with a warning when
+/// the model was trained on another), else the one the model records, else the default
+/// (name and two taxonomy levels).
+pub fn item_text_for(
+    model: Option<&Path>,
+    explicit: Option<strata_data::ItemTextConfig>,
+) -> anyhow::Result<strata_data::ItemTextConfig> {
+    let recorded = match model {
+        Some(m) => recorded_item_text(m)?,
+        None => None,
+    };
+    Ok(match (explicit, recorded) {
+        (Some(e), Some(r)) => {
+            if e != r {
+                tracing::warn!(
+                    "item text {e} differs from {r}, the item text model {} was trained with",
+                    model.map(|m| m.display().to_string()).unwrap_or_default()
+                );
+            }
+            e
+        }
+        (Some(e), None) => e,
+        (None, Some(r)) => r,
+        (None, None) => strata_data::ItemTextConfig::default(),
+    })
+}
+
 /// The default root of strata's caches: `$STRATA_CACHE`, else `$XDG_CACHE_HOME/strata`, else
 /// `~/.cache/strata` (None when none of them is set).
 pub fn default_cache_root() -> Option<PathBuf> {

@@ -34,6 +34,10 @@ pub struct TowerConfig {
     /// Where the encoder weights came from (recorded for reports).
     #[serde(default)]
     pub base_model: String,
+    /// The item text the model was trained with (written by the trainer): evaluation,
+    /// indexing and mining with this model render items this way unless told otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_text: Option<strata_data::ItemTextConfig>,
 }
 
 impl TowerConfig {
@@ -152,6 +156,7 @@ mod tests {
             item_prefix: String::new(),
             max_len: 16,
             base_model: "tiny".into(),
+            item_text: None,
         }
     }
 

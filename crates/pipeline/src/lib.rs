@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
 use strata_data::marketplace::{Marketplace, MarketplaceConfig};
-use strata_data::text::{ItemTextConfig, TaxonomyDepth};
+use strata_data::text::ItemTextConfig;
 use strata_data::{CachedEncoder, Catalog, EmbeddingCache, Labeler};
 use strata_eval::{EvalOptions, System};
 use strata_mining::MineConfig;
@@ -241,13 +241,7 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
 }
 
 fn item_text(cfg: &PipelineConfig) -> ItemTextConfig {
-    ItemTextConfig {
-        depth: match cfg.data.taxonomy_depth {
-            0 => TaxonomyDepth::None,
-            n => TaxonomyDepth::First(n),
-        },
-        template: None,
-    }
+    ItemTextConfig::with_taxonomy_levels(cfg.data.taxonomy_depth)
 }
 
 /// Evaluates a model (or BM25) on the held-out judgments into `dir` unless done already.

@@ -31,8 +31,8 @@ use anyhow::{Context, bail, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
+use strata_data::ItemTextConfig;
 use strata_data::{Item, Side, TextEncoder};
-use strata_data::{ItemText, item_text};
 use strata_retrieval::search::{UNREACHABLE_BEAM, dot};
 use strata_retrieval::{
     Bm25Index, ExactIndex, FusedHit, Fusion, Hit, HnswIndex, HnswParams, Thresholds, VectorSearch,
@@ -74,7 +74,7 @@ pub struct ItemMeta {
 /// How an index is built.
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
-    pub item_text: ItemText,
+    pub item_text: ItemTextConfig,
     pub hnsw: HnswParams,
     pub quantization: Option<Quantization>,
     pub thresholds: Option<Thresholds>,
@@ -87,7 +87,7 @@ pub struct BuildOptions {
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
-            item_text: ItemText::default(),
+            item_text: ItemTextConfig::default(),
             hnsw: HnswParams::default(),
             quantization: None,
             thresholds: None,
@@ -370,10 +370,10 @@ pub fn quantize_int8(data: &[f32], dim: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
-fn item_meta(item: &Item, how: ItemText) -> ItemMeta {
+fn item_meta(item: &Item, how: &ItemTextConfig) -> ItemMeta {
     ItemMeta {
         id: item.id.clone(),
-        text: item_text(item, how),
+        text: how.render(item),
         name: item.name.clone(),
         taxonomy: item.taxonomy.clone(),
         deleted: false,
@@ -406,7 +406,10 @@ impl ItemIndex {
             );
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let metas: Vec<ItemMeta> = items.iter().map(|i| item_meta(i, opts.item_text)).collect();
+        let metas: Vec<ItemMeta> = items
+            .iter()
+            .map(|i| item_meta(i, &opts.item_text))
+            .collect();
         let texts: Vec<&str> = metas.iter().map(|m| m.text.as_str()).collect();
         let dim = encoder.dim();
         ensure!(dim > 0, "{}: encoder dimension is 0", encoder.name());
@@ -558,7 +561,7 @@ impl ItemIndex {
                 manifest.dim
             );
         }
-        let how: ItemText = manifest
+        let how: ItemTextConfig = manifest
             .item_text
             .parse()
             .map_err(|e: String| anyhow::anyhow!("{}: {e}", dir.join(MANIFEST).display()))?;
@@ -609,7 +612,7 @@ impl ItemIndex {
             .add
             .iter()
             .chain(&update.replace)
-            .map(|i| item_meta(i, how))
+            .map(|i| item_meta(i, &how))
             .collect();
         let texts: Vec<&str> = new_metas.iter().map(|m| m.text.as_str()).collect();
         let new_vecs = match model {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use burn::tensor::Device;
 use serde_json::{Value, json};
 use strata_data::{Item, Side, TextEncoder};
-use strata_eval::from_data::{ItemText, catalog, qrels};
+use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{Criterion, EvalOptions, Fusion, HnswParams, System, derive_thresholds};
 use strata_model::{Embedder, EncoderConfig, LoadOptions, TextTokenizer, TowerConfig, TwoTower};
 use strata_serving::server::{self, load_model};
@@ -68,6 +68,7 @@ fn tiny_model(root: &Path, name: &str, seed: u64) -> PathBuf {
         item_prefix: String::new(),
         max_len: 16,
         base_model: "tiny".into(),
+        item_text: None,
     };
     let model = TwoTower::init(&cfg, &device);
     let tok: tokenizers::Tokenizer = tokenizer_json().parse().unwrap();
@@ -171,7 +172,7 @@ fn index_build_open_round_trip() {
     // Metadata and vectors: the item tower's embedding of the eval item text.
     let texts: Vec<String> = items
         .iter()
-        .map(|i| strata_eval::from_data::item_text(i, ItemText::NameAndTaxonomy))
+        .map(|i| ItemTextConfig::default().render(i))
         .collect();
     assert_eq!(texts[1], "cordless red drill, in tools > drills");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -919,7 +920,7 @@ fn hybrid_search_equals_the_eval_hybrid_ranking() {
         }
     }
     let data = strata_data::Catalog::from_items(its).unwrap();
-    let cat = catalog(&data, ItemText::NameAndTaxonomy).unwrap();
+    let cat = catalog(&data, &ItemTextConfig::default()).unwrap();
     let qrels = qrels(&judgments).unwrap();
     for (fusion, body) in [
         (

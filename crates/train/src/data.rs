@@ -8,7 +8,7 @@ use strata_data::hash::{Rng, combine};
 use strata_data::instances::{Instance, InstanceConfig, PerQuery, QueryGroups, build_instances};
 use strata_data::spelling::{SpellingConfig, SpellingMode, SpellingVariants};
 use strata_data::split::SplitConfig;
-use strata_data::text::{ItemTextConfig, TaxonomyDepth};
+use strata_data::text::ItemTextConfig;
 use strata_data::{Catalog, Judgment, load_catalog};
 
 use crate::config::TrainConfig;
@@ -77,14 +77,7 @@ impl TrainData {
             }
             (None, None) => anyhow::bail!("no training judgments configured"),
         };
-        let depth = match d.taxonomy_depth {
-            0 => TaxonomyDepth::None,
-            n => TaxonomyDepth::First(n),
-        };
-        let text_cfg = ItemTextConfig {
-            depth,
-            template: None,
-        };
+        let text_cfg = ItemTextConfig::with_taxonomy_levels(d.taxonomy_depth);
         let item_texts = text_cfg.render_all(catalog.items());
         let groups =
             QueryGroups::new(&catalog, &train).context("grouping the training judgments")?;

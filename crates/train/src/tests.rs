@@ -340,6 +340,25 @@ fn training_writes_the_run_directory_and_improves_dev_ndcg() {
     // The saved config reads back as the one that ran.
     let saved = TrainConfig::from_toml_file(&run.join("config.toml")).unwrap();
     assert_eq!(saved, cfg);
+    // The models record the item text they learned on; evaluation, indexing and mining with
+    // them default to it.
+    let want = strata_data::ItemTextConfig::with_taxonomy_levels(cfg.data.taxonomy_depth);
+    for m in ["model", "best"] {
+        assert_eq!(
+            strata_model::recorded_item_text(&run.join(m)).unwrap(),
+            Some(want.clone()),
+            "{m}"
+        );
+        assert_eq!(
+            strata_model::item_text_for(Some(&run.join(m)), None).unwrap(),
+            want
+        );
+        let name = strata_data::ItemTextConfig::name_only();
+        assert_eq!(
+            strata_model::item_text_for(Some(&run.join(m)), Some(name.clone())).unwrap(),
+            name
+        );
+    }
     // One dev point at the start and one per epoch.
     assert_eq!(summary.dev.len(), 1 + cfg.train.epochs);
     let start = summary.dev[0].score.ndcg_at_10;

@@ -81,6 +81,7 @@ pub fn tiny_config(projection_dim: Option<usize>) -> TowerConfig {
         item_prefix: String::new(),
         max_len: 16,
         base_model: "tiny".into(),
+        item_text: None,
     }
 }
 

@@ -380,6 +380,13 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             (m.model, config, m.tokenizer_path)
         }
     };
+    // The saved model records the item text it learned on, for evaluation, indexing and mining.
+    let tower_cfg = TowerConfig {
+        item_text: Some(strata_data::ItemTextConfig::with_taxonomy_levels(
+            cfg.data.taxonomy_depth,
+        )),
+        ..tower_cfg
+    };
     if tower_cfg.projection_dim.is_none()
         && cfg.train.head_lr != crate::config::OptimConfig::default().head_lr
     {

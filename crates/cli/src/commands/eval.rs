@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use strata_eval::compare::{DEFAULT_METRICS, compare_runs, load_run};
-use strata_eval::from_data::{ItemText, catalog, qrels};
+use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{
     Criterion, EvalOptions, Fusion, HnswParams, System, UnknownItems, evaluate, write_run,
 };
@@ -88,10 +88,12 @@ pub struct EvalArgs {
     /// Fail on judgments naming items that are not in the catalog (default: count them).
     #[arg(long)]
     pub strict: bool,
-    /// Item text: name+taxonomy (name and the first two taxonomy levels, as training and
-    /// mining build it; the name alone for items without a taxonomy), or name.
-    #[arg(long, default_value = "name+taxonomy")]
-    pub item_text: ItemText,
+    /// Item text: name+taxonomy (name and the first two taxonomy levels; the name alone for
+    /// items without a taxonomy), name, name+taxonomy:DEPTH (3, all, last:1) or
+    /// template:DEPTH:TEMPLATE. Default: the item text the model was trained with (recorded
+    /// in a strata model directory), else name+taxonomy.
+    #[arg(long)]
+    pub item_text: Option<ItemTextConfig>,
     /// Compute device for the model: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -184,8 +186,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let data_catalog = strata_data::load_catalog(&a.catalog)?;
     let judgments = strata_data::load_judgments(&a.judgments)?;
+    let item_text = strata_model::item_text_for(a.model.as_deref(), a.item_text.clone())?;
     let cat =
-        catalog(&data_catalog, a.item_text).with_context(|| format!("{}", a.catalog.display()))?;
+        catalog(&data_catalog, &item_text).with_context(|| format!("{}", a.catalog.display()))?;
     drop(data_catalog);
     let q = qrels(&judgments).with_context(|| format!("{}", a.judgments.display()))?;
     tracing::info!(
@@ -206,7 +209,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             let fp = strata_model::model_fingerprint(model)?;
             idx.manifest()
                 .check_model(&model.display().to_string(), &fp)?;
-            let want = a.item_text.to_string();
+            let want = item_text.to_string();
             anyhow::ensure!(
                 idx.manifest().item_text == want,
                 "--item-embeddings {}: the index embedded item text {:?}, this evaluation uses {want:?}",

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use strata_eval::from_data::ItemText;
 use strata_eval::{HnswParams, Thresholds};
 use strata_serving::{BuildOptions, ItemIndex, Manifest, ModelStamp, Quantization, Update};
 
@@ -47,9 +46,10 @@ pub struct BuildArgs {
     /// Index directory to create.
     #[arg(long)]
     pub out: PathBuf,
-    /// Item text: name+taxonomy or name (as `strata eval --item-text`).
-    #[arg(long, default_value = "name+taxonomy")]
-    pub item_text: ItemText,
+    /// Item text, as `strata eval --item-text` (default: the item text the model was trained
+    /// with, else name+taxonomy).
+    #[arg(long)]
+    pub item_text: Option<strata_data::ItemTextConfig>,
     /// thresholds.json of a `strata eval` run (or the run directory).
     #[arg(long)]
     pub thresholds: Option<PathBuf>,
@@ -234,7 +234,7 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
     let thresholds = a.thresholds.as_deref().map(read_thresholds).transpose()?;
     let model = a.model.load()?;
     let opts = BuildOptions {
-        item_text: a.item_text,
+        item_text: strata_model::item_text_for(Some(&a.model.model), a.item_text.clone())?,
         hnsw: HnswParams {
             connectivity: a.hnsw_m,
             expansion_add: a.hnsw_ef_construction,

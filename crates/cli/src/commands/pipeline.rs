@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use strata_data::Labeler;
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
-use strata_data::text::{ItemTextConfig, TaxonomyDepth};
+use strata_data::text::ItemTextConfig;
 use strata_labeling::cross_encoder::CrossEncoderLabeler;
 use strata_mining::{Corpus, MineConfig, SearchChoice};
 use strata_pipeline::PipelineConfig;
@@ -103,9 +103,10 @@ pub struct MineArgs {
     /// Label cache (JSONL); default `<out>/../labels.jsonl`.
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// Taxonomy levels in the item text.
-    #[arg(long, default_value_t = 2)]
-    pub taxonomy_depth: usize,
+    /// Taxonomy levels in the item text (default: the item text the model was trained with,
+    /// else 2).
+    #[arg(long)]
+    pub taxonomy_depth: Option<usize>,
     #[command(flatten)]
     pub embedding_cache: super::common::EmbeddingCacheArgs,
 }
@@ -162,13 +163,10 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         },
     };
     let labeler = CachedLabeler::open(inner, &cache, &version)?;
-    let text = ItemTextConfig {
-        depth: match a.taxonomy_depth {
-            0 => TaxonomyDepth::None,
-            n => TaxonomyDepth::First(n),
-        },
-        template: None,
-    };
+    let text = strata_model::item_text_for(
+        Some(&a.model.model),
+        a.taxonomy_depth.map(ItemTextConfig::with_taxonomy_levels),
+    )?;
     let e = a.model.embedder()?.with_progress(true);
     let model_dir = &a.model.model;
     let index = match &a.item_embeddings {

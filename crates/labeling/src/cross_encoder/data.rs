@@ -46,10 +46,7 @@ impl PairSource {
 
 /// `0` is name only, `n` the first `n` levels.
 pub fn taxonomy_depth(n: usize) -> TaxonomyDepth {
-    match n {
-        0 => TaxonomyDepth::None,
-        n => TaxonomyDepth::First(n),
-    }
+    TaxonomyDepth::first(n)
 }
 
 /// A catalog with its item texts and split judgments.

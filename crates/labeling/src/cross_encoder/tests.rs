@@ -95,6 +95,7 @@ fn tiny_encoder_dir(root: &Path) -> PathBuf {
         item_prefix: String::new(),
         max_len: 16,
         base_model: "tiny".into(),
+        item_text: None,
     };
     save_model(&dir, &TwoTower::init(&cfg, &device), &cfg, &tokenizer(16)).unwrap();
     dir

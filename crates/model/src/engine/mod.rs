@@ -573,6 +573,7 @@ mod tests {
             item_prefix: String::new(),
             max_len: 32,
             base_model: "tiny".into(),
+            item_text: None,
         }
     }
 
