@@ -82,3 +82,16 @@ echo "== all rows against zero-shot"
 "$STRATA" compare "${runs[@]}" --baseline "$work/eval/zero-shot"
 echo "== per-query margins against the peer ${peers[0]##*/}"
 "$STRATA" compare "${runs[@]:2}" --baseline "${peers[0]}" --paired-margins
+
+# Hybrid search (strata eval --system hybrid: dense and BM25 candidates, 1,000 each, convex
+# fusion with alpha 0.5, nothing tuned): zero-shot, the first peer and the first strata model,
+# each blended with BM25 as `strata serve` blends them. HYBRID=0 skips it.
+if [ "${HYBRID:-1}" = 1 ]; then
+  ev hybrid-zero-shot hybrid --model "$base"
+  ev "hybrid-peer-${peers[0]##*/peer-}" hybrid --model "$work/peer/${peers[0]##*/peer-}"
+  ev "hybrid-strata-${strata_runs[0]}" hybrid --model "$work/${strata_runs[0]}/model"
+  echo "== hybrid rows against hybrid zero-shot"
+  "$STRATA" compare "$work/eval/bm25" "$work/eval/hybrid-zero-shot" \
+    "$work/eval/hybrid-peer-${peers[0]##*/peer-}" "$work/eval/hybrid-strata-${strata_runs[0]}" \
+    --baseline "$work/eval/hybrid-zero-shot"
+fi
