@@ -7,26 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::default_model;
-
-const TITLES: [&str; 8] = [
-    "cordless drill 20v",
-    "hammer drill bit set",
-    "claw hammer steel",
-    "led ceiling light",
-    "pendant lamp shade",
-    "garden hose 50 ft",
-    "hose nozzle sprayer",
-    "wood screws box",
-];
-
-fn write_catalog(path: &Path, n: usize) {
-    let mut s = String::from("product_uid\tproduct_title\n");
-    for (i, t) in TITLES.iter().take(n).enumerate() {
-        s.push_str(&format!("{}\t{t}\n", 100 + i));
-    }
-    std::fs::write(path, s).unwrap();
-}
+use common::{default_model, write_catalog};
 
 fn eval(dir: &Path, catalog: &Path, out: &str, extra: &[&str]) -> (String, serde_json::Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_strata"))

@@ -8,18 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::default_model;
-
-const TITLES: [&str; 8] = [
-    "cordless drill 20v",
-    "hammer drill bit set",
-    "claw hammer steel",
-    "led ceiling light",
-    "pendant lamp shade",
-    "garden hose 50 ft",
-    "hose nozzle sprayer",
-    "wood screws box",
-];
+use common::{TITLES, default_model, write_catalog};
 
 fn mine(dir: &Path, out: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -59,11 +48,7 @@ fn pairs(dir: &Path, out: &str) -> Vec<(String, String, u64)> {
 fn mine_takes_the_shared_model_flags() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut catalog = String::from("product_uid\tproduct_title\n");
-    for (i, t) in TITLES.iter().enumerate() {
-        catalog.push_str(&format!("{}\t{t}\n", 100 + i));
-    }
-    std::fs::write(dir.join("products.tsv"), catalog).unwrap();
+    write_catalog(&dir.join("products.tsv"), TITLES.len());
     std::fs::write(
         dir.join("judgments.tsv"),
         "query\tproduct_uid\tlabel\n\
@@ -130,6 +115,16 @@ fn mine_takes_the_shared_model_flags() {
     let run = mine(dir, "b", &["--batch-size", "8", "--no-embedding-cache"]);
     assert!(run.status.success());
     assert_eq!(pairs(dir, "b"), got);
+
+    // A labeler mining cannot use is refused before any work, naming the flag.
+    let run = mine(dir, "d", &["--labeler", "llm"]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("--labeler") && err.contains("llm") && err.contains("cross-encoder=DIR"),
+        "{err}"
+    );
+    assert!(!dir.join("d").exists());
 
     // An unknown device is a clear error.
     let run = mine(dir, "c", &["--device", "tpu"]);

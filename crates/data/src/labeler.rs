@@ -498,3 +498,147 @@ pub fn label_in_batches(
     }
     Ok(out)
 }
+/// Which labeler a command or a configuration asks for, written `oracle`, `unjudged-zero`,
+/// `judged-only`, `lookup`, `llm` or `cross-encoder=DIR`: every `--labeler` flag and the
+/// pipeline's `data.labeler` parse this one type, and each says which kinds it accepts
+/// ([`LabelerSpec::expect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabelerSpec {
+    /// The synthetic marketplace's policy oracle.
+    Oracle,
+    /// Every unjudged pair is irrelevant (label 0): an explicit, stated policy.
+    UnjudgedZero,
+    /// Only judged pairs get labels; unjudged ones stay unlabeled.
+    JudgedOnly,
+    /// Known judgments looked up (what unjudged pairs get is the command's choice).
+    Lookup,
+    /// An LLM behind an OpenAI-compatible chat-completions API.
+    Llm,
+    /// A cross-encoder labeler directory trained by `strata labeler train`.
+    CrossEncoder(PathBuf),
+}
+
+impl LabelerSpec {
+    /// The kind's name (`cross-encoder` without its directory).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LabelerSpec::Oracle => "oracle",
+            LabelerSpec::UnjudgedZero => "unjudged-zero",
+            LabelerSpec::JudgedOnly => "judged-only",
+            LabelerSpec::Lookup => "lookup",
+            LabelerSpec::Llm => "llm",
+            LabelerSpec::CrossEncoder(_) => "cross-encoder",
+        }
+    }
+
+    /// Fails, naming `what` (a flag or a field) and the accepted kinds, unless this kind is
+    /// one of `accepted`.
+    pub fn expect(&self, what: &str, accepted: &[&str]) -> anyhow::Result<()> {
+        if accepted.contains(&self.kind()) {
+            Ok(())
+        } else {
+            Err(self.rejected(what, accepted))
+        }
+    }
+
+    /// The error of a labeler that `what` does not accept.
+    pub fn rejected(&self, what: &str, accepted: &[&str]) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{what}: labeler {self} is not accepted here (expected {})",
+            accepted
+                .iter()
+                .map(|k| if *k == "cross-encoder" {
+                    "cross-encoder=DIR"
+                } else {
+                    k
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+impl std::fmt::Display for LabelerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LabelerSpec::CrossEncoder(dir) => write!(f, "cross-encoder={}", dir.display()),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+impl std::str::FromStr for LabelerSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "oracle" => LabelerSpec::Oracle,
+            "unjudged-zero" => LabelerSpec::UnjudgedZero,
+            "judged-only" => LabelerSpec::JudgedOnly,
+            "lookup" => LabelerSpec::Lookup,
+            "llm" => LabelerSpec::Llm,
+            other => match other.strip_prefix("cross-encoder=") {
+                Some(dir) if !dir.is_empty() => LabelerSpec::CrossEncoder(PathBuf::from(dir)),
+                _ => {
+                    return Err(format!(
+                        "unknown labeler {other:?} (expected oracle, unjudged-zero, judged-only, lookup, llm or cross-encoder=DIR)"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl serde::Serialize for LabelerSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LabelerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::LabelerSpec;
+    use std::path::PathBuf;
+
+    #[test]
+    fn labeler_specs_round_trip_and_say_what_is_accepted() {
+        for s in [
+            "oracle",
+            "unjudged-zero",
+            "judged-only",
+            "lookup",
+            "llm",
+            "cross-encoder=runs/labeler/best",
+        ] {
+            let spec: LabelerSpec = s.parse().unwrap();
+            assert_eq!(spec.to_string(), s);
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(serde_json::from_str::<LabelerSpec>(&json).unwrap(), spec);
+        }
+        assert_eq!(
+            "cross-encoder=d".parse::<LabelerSpec>().unwrap(),
+            LabelerSpec::CrossEncoder(PathBuf::from("d"))
+        );
+        for bad in ["cross-encoder=", "gpt", ""] {
+            let e = bad.parse::<LabelerSpec>().unwrap_err();
+            assert!(e.contains("cross-encoder=DIR"), "{e}");
+        }
+        let spec = LabelerSpec::Llm;
+        spec.expect("--labeler", &["llm", "lookup"]).unwrap();
+        let e = spec
+            .expect("--labeler", &["unjudged-zero", "cross-encoder"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--labeler") && e.contains("llm") && e.contains("cross-encoder=DIR"),
+            "{e}"
+        );
+    }
+}

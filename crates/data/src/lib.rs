@@ -39,7 +39,7 @@ pub use io::{
     load_judgments, load_judgments_with, write_catalog, write_catalog_as, write_judgments,
     write_judgments_as,
 };
-pub use labeler::Labeler;
+pub use labeler::{Labeler, LabelerSpec};
 pub use record::{Catalog, Dataset, Engagement, Item, Judgment, MAX_LABEL, Source};
 pub use text::{ItemTextConfig, TaxonomyDepth};
 pub use validate::{InvalidRows, OnInvalid, ReadReport, RowError};

@@ -24,17 +24,13 @@ use strata_mining::MineConfig;
 use strata_model::{Embedder, LoadOptions};
 use strata_train::TrainConfig;
 
-/// Labels for unjudged mined pairs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LabelerKind {
-    /// The synthetic marketplace's policy oracle (only with the built-in data).
-    Oracle,
-    /// Treat every unjudged pair as irrelevant (label 0): an explicit, stated policy.
-    UnjudgedZero,
-    /// Keep only judged pairs (unjudged pairs stay unlabeled and are never selected).
-    JudgedOnly,
-}
+/// Labels for unjudged mined pairs: `oracle` (the synthetic marketplace's policy oracle,
+/// only with the built-in data), `unjudged-zero` (every unjudged pair irrelevant) or
+/// `judged-only` (unjudged pairs stay unlabeled and are never selected).
+pub type LabelerKind = strata_data::LabelerSpec;
+
+/// The labelers `data.labeler` accepts.
+const PIPELINE_LABELERS: [&str; 3] = ["oracle", "unjudged-zero", "judged-only"];
 
 /// Where the data comes from. With no catalog, the synthetic marketplace is generated.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -142,7 +138,13 @@ impl PipelineConfig {
                     d.items >= 100 && d.queries >= 20,
                     "data: the synthetic marketplace needs at least 100 items and 20 queries"
                 );
-                if d.labeler.is_some_and(|l| l != LabelerKind::Oracle) {
+                if let Some(l) = &d.labeler {
+                    l.expect("data.labeler", &PIPELINE_LABELERS)?;
+                }
+                if d.labeler
+                    .as_ref()
+                    .is_some_and(|l| *l != LabelerKind::Oracle)
+                {
                     bail!("data.labeler: the synthetic marketplace is labeled by its oracle");
                 }
             }
@@ -151,6 +153,9 @@ impl PipelineConfig {
                     if !p.is_file() {
                         bail!("data: file {} does not exist", p.display());
                     }
+                }
+                if let Some(l) = &d.labeler {
+                    l.expect("data.labeler", &PIPELINE_LABELERS)?;
                 }
                 if d.labeler == Some(LabelerKind::Oracle) {
                     bail!("data.labeler: the oracle labels only the synthetic marketplace");
@@ -186,7 +191,7 @@ fn mark_done(dir: &Path) -> anyhow::Result<()> {
 fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
     let d = &cfg.data;
     if let (Some(c), Some(t), Some(e)) = (&d.catalog, &d.train_judgments, &d.test_judgments) {
-        let kind = d.labeler.unwrap_or(LabelerKind::UnjudgedZero);
+        let kind = d.labeler.clone().unwrap_or(LabelerKind::UnjudgedZero);
         let train = strata_data::load_judgments(t)?;
         let unknown = match kind {
             LabelerKind::UnjudgedZero => UnknownPair::Fixed(0),

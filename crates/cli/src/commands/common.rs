@@ -129,13 +129,10 @@ pub fn cached_encoder<'a>(
     Ok(Some(strata_data::CachedEncoder::new(model, cache)?))
 }
 
-#[derive(Args, Clone)]
-/// The model flags of every command that embeds with a model (index, serve, mine), defined
-/// once.
-pub struct ModelArgs {
-    /// Model directory: a strata model or a Hugging Face folder.
-    #[arg(long)]
-    pub model: PathBuf,
+/// The inference flags of every command that embeds with a model (embed, eval, index, serve,
+/// mine), defined once.
+#[derive(Args, Clone, Debug)]
+pub struct InferenceArgs {
     /// Compute device: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -155,40 +152,56 @@ pub struct ModelArgs {
     pub precision: strata_model::Precision,
 }
 
-impl ModelArgs {
-    /// The model as an embedder on its device, with these batch limits and precision.
-    pub fn embedder(&self) -> anyhow::Result<strata_model::Embedder> {
-        let device = strata_model::parse_device(&self.device)?;
-        Ok(strata_model::Embedder::load_on(
-            &self.model,
-            &LoadOptions {
-                max_len: self.max_len,
-                precision: Some(self.precision),
-                ..Default::default()
-            },
-            &device,
-        )
-        .with_context(|| format!("cannot load model {}", self.model.display()))?
-        .with_limits(BatchLimits {
-            max_batch: self.batch_size,
-            max_tokens: self.max_tokens,
-        }))
+impl InferenceArgs {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            max_len: self.max_len,
+            precision: Some(self.precision),
+            ..Default::default()
+        }
     }
 
-    /// The model as the server holds it (with its fingerprint).
-    pub fn load(&self) -> anyhow::Result<strata_serving::ServedModel> {
-        load_model(
-            &self.model,
-            &LoadOptions {
-                max_len: self.max_len,
-                precision: Some(self.precision),
-                ..Default::default()
-            },
-            &self.device,
-            BatchLimits {
-                max_batch: self.batch_size,
-                max_tokens: self.max_tokens,
-            },
+    fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_batch: self.batch_size,
+            max_tokens: self.max_tokens,
+        }
+    }
+
+    /// `model` as an embedder on this device, with these batch limits and precision.
+    pub fn embedder(&self, model: &std::path::Path) -> anyhow::Result<strata_model::Embedder> {
+        let device = strata_model::parse_device(&self.device)?;
+        Ok(
+            strata_model::Embedder::load_on(model, &self.load_options(), &device)
+                .with_context(|| format!("cannot load model {}", model.display()))?
+                .with_limits(self.limits()),
         )
+    }
+
+    /// `model` as the server holds it (with its fingerprint).
+    pub fn served(&self, model: &std::path::Path) -> anyhow::Result<strata_serving::ServedModel> {
+        load_model(model, &self.load_options(), &self.device, self.limits())
+    }
+}
+
+/// `--model` and the inference flags (index, serve, mine).
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model directory: a strata model or a Hugging Face folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub run: InferenceArgs,
+}
+
+impl ModelArgs {
+    /// The model as an embedder.
+    pub fn embedder(&self) -> anyhow::Result<strata_model::Embedder> {
+        self.run.embedder(&self.model)
+    }
+
+    /// The model as the server holds it.
+    pub fn load(&self) -> anyhow::Result<strata_serving::ServedModel> {
+        self.run.served(&self.model)
     }
 }

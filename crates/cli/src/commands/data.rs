@@ -338,13 +338,8 @@ pub enum SpellingOutput {
     Pairs,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LabelerKind {
-    /// The synthetic marketplace's policy oracle (for marketplace catalogs).
-    Oracle,
-    /// Known judgments; unjudged pairs get `--unknown-label`, or are dropped without it.
-    Lookup,
-}
+/// The labelers `strata data augment --synthetic` accepts.
+const SYNTH_LABELERS: [&str; 2] = ["oracle", "lookup"];
 
 #[derive(Args, Debug)]
 pub struct AugmentArgs {
@@ -377,9 +372,10 @@ pub struct AugmentArgs {
     /// Synthetic: other items paired with each synthetic query.
     #[arg(long, default_value_t = 4)]
     pub negatives: usize,
-    /// Synthetic: who labels the pairs.
-    #[arg(long, value_enum, default_value = "oracle")]
-    pub labeler: LabelerKind,
+    /// Synthetic: who labels the pairs: `oracle` (the synthetic marketplace's) or `lookup`
+    /// (known judgments).
+    #[arg(long, default_value = "oracle")]
+    pub labeler: strata_data::LabelerSpec,
     /// Synthetic: label noise of the oracle.
     #[arg(long, default_value_t = 0.124)]
     pub noise: f64,
@@ -473,8 +469,8 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
                 queries.len(),
                 queries.iter().map(|q| q.candidates.len()).sum::<usize>()
             );
-            let inner: Box<dyn Labeler> = match a.labeler {
-                LabelerKind::Oracle => {
+            let inner: Box<dyn Labeler> = match &a.labeler {
+                strata_data::LabelerSpec::Oracle => {
                     let l = OracleLabeler::new(
                         Oracle::new(OracleConfig {
                             noise: a.noise,
@@ -489,13 +485,14 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
                     }
                     Box::new(l)
                 }
-                LabelerKind::Lookup => {
+                strata_data::LabelerSpec::Lookup => {
                     let unknown = match a.unknown_label {
                         Some(l) => UnknownPair::Fixed(l),
                         None => UnknownPair::Abstain,
                     };
                     Box::new(JudgmentLookupLabeler::new(&judgments, unknown)?)
                 }
+                other => return Err(other.rejected("--labeler", &SYNTH_LABELERS)),
             };
             let (synthetic, stats) = match &a.label_cache {
                 Some(path) => {

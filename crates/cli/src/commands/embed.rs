@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use strata_model::{BatchLimits, Embedder, LoadOptions, Side};
+use strata_model::Side;
 
 #[derive(Args, Debug)]
 pub struct EmbedArgs {
@@ -27,23 +27,8 @@ pub struct EmbedArgs {
     /// JSONL field holding the text.
     #[arg(long, default_value = "text")]
     pub field: String,
-    /// Most texts per forward pass.
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Most padded tokens per forward pass.
-    #[arg(long, default_value_t = 4096)]
-    pub max_tokens: usize,
-    /// Truncation length (tokens) for a Hugging Face folder.
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    /// Compute device: cpu, cuda, cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
-    /// ~1.8x faster item embedding; README "CPU inference engine and int8" gives its
-    /// accuracy cost).
-    #[arg(long, default_value = "f32")]
-    pub precision: strata_model::Precision,
+    #[command(flatten)]
+    pub run: super::common::InferenceArgs,
     /// Print the cosine similarity matrix of the inputs to stderr (for small inputs).
     #[arg(long)]
     pub similarities: bool,
@@ -115,18 +100,7 @@ pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> anyhow:
 
 pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     let texts = read_texts(&a.input, &a.field)?;
-    let device = strata_model::parse_device(&a.device)?;
-    let opts = LoadOptions {
-        max_len: a.max_len,
-        precision: Some(a.precision),
-        ..Default::default()
-    };
-    let embedder = Embedder::load_on(&a.model, &opts, &device)?
-        .with_limits(BatchLimits {
-            max_batch: a.batch_size,
-            max_tokens: a.max_tokens,
-        })
-        .with_progress(true);
+    let embedder = a.run.embedder(&a.model)?.with_progress(true);
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let start = std::time::Instant::now();
     let emb = embedder.embed(&refs, a.side)?;

@@ -12,7 +12,7 @@ use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{
     Criterion, EvalOptions, Fusion, HnswParams, System, UnknownItems, evaluate, write_run,
 };
-use strata_model::{BatchLimits, Embedder, LoadOptions};
+use strata_model::Embedder;
 
 /// The system evaluated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -94,23 +94,8 @@ pub struct EvalArgs {
     /// in a strata model directory), else name+taxonomy.
     #[arg(long)]
     pub item_text: Option<ItemTextConfig>,
-    /// Compute device for the model: cpu, cuda, cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Inference arithmetic on the CPU: f32, or int8 (dynamically quantized linear layers,
-    /// ~1.8x faster item embedding; README "CPU inference engine and int8" gives its
-    /// accuracy cost).
-    #[arg(long, default_value = "f32")]
-    pub precision: strata_model::Precision,
-    /// Most texts per forward pass.
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Most padded tokens per forward pass.
-    #[arg(long, default_value_t = 4096)]
-    pub max_tokens: usize,
-    /// Truncation length (tokens) for a Hugging Face folder.
-    #[arg(long)]
-    pub max_len: Option<usize>,
+    #[command(flatten)]
+    pub run: super::common::InferenceArgs,
     #[command(flatten)]
     pub cache: super::common::EmbeddingCacheArgs,
 }
@@ -142,19 +127,7 @@ pub struct CompareArgs {
 }
 
 fn load_embedder(a: &EvalArgs, model: &std::path::Path) -> anyhow::Result<Embedder> {
-    let device = strata_model::parse_device(&a.device)?;
-    let opts = LoadOptions {
-        max_len: a.max_len,
-        precision: Some(a.precision),
-        ..Default::default()
-    };
-    let embedder = Embedder::load_on(model, &opts, &device)
-        .with_context(|| format!("cannot load model {}", model.display()))?
-        .with_limits(BatchLimits {
-            max_batch: a.batch_size,
-            max_tokens: a.max_tokens,
-        });
-    Ok(embedder)
+    a.run.embedder(model)
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
@@ -232,7 +205,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         (None, Some(e), Some(model)) => {
             let dir = a
                 .cache
-                .dir(model, e.config().max_len, &a.device, a.precision)?;
+                .dir(model, e.config().max_len, &a.run.device, a.run.precision)?;
             super::common::cached_encoder(e, dir.as_deref())?
         }
         _ => None,

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -16,32 +15,11 @@ use strata_labeling::cross_encoder::CrossEncoderLabeler;
 use strata_labeling::llm::{Guideline, LlmConfig, LlmLabeler, OutputMode};
 use strata_labeling::pairs;
 
-/// Which labeler labels the pairs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LabelerKind {
-    /// An LLM behind an OpenAI-compatible chat-completions API.
-    Llm,
-    /// Known judgments (`--lookup-judgments`); other pairs are left unlabeled.
-    Lookup,
-    /// A cross-encoder labeler directory trained by `strata labeler train` (needs the catalog).
-    CrossEncoder(PathBuf),
-}
+/// Which labeler labels the pairs (`llm`, `lookup` or `cross-encoder=DIR` here).
+pub type LabelerKind = strata_data::LabelerSpec;
 
-impl FromStr for LabelerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "llm" => Ok(LabelerKind::Llm),
-            "lookup" => Ok(LabelerKind::Lookup),
-            other => match other.strip_prefix("cross-encoder=") {
-                Some(dir) if !dir.is_empty() => Ok(LabelerKind::CrossEncoder(PathBuf::from(dir))),
-                _ => Err(format!(
-                    "unknown labeler {other:?} (expected llm, lookup or cross-encoder=DIR)"
-                )),
-            },
-        }
-    }
-}
+/// The labelers `strata label` and `strata audit` accept.
+const LABEL_LABELERS: [&str; 3] = ["llm", "lookup", "cross-encoder"];
 
 /// The labeler options shared by `strata label` and `strata audit`.
 #[derive(Args, Debug, Clone)]
@@ -160,6 +138,7 @@ pub fn build_labeler(
                 "judgments".to_string(),
             )
         }
+        other => return Err(other.rejected("--labeler", &LABEL_LABELERS)),
     };
     let version = a.guideline_version.clone().unwrap_or(version);
     let (labeler, cache): (Box<dyn Labeler>, _) = match &a.cache {

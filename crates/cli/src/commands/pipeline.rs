@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use strata_data::Labeler;
+use strata_data::LabelerSpec;
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
 use strata_data::text::ItemTextConfig;
 use strata_labeling::cross_encoder::CrossEncoderLabeler;
@@ -83,7 +84,7 @@ pub struct MineArgs {
     /// Labels for unjudged pairs: `unjudged-zero` (label 0), `judged-only` (left unlabeled),
     /// or `cross-encoder=DIR` (a labeler trained by `strata labeler train`).
     #[arg(long, default_value = "unjudged-zero")]
-    pub labeler: String,
+    pub labeler: LabelerSpec,
     /// Reuse the item embeddings of an index built by `strata index build` with the same
     /// model (skips embedding the items; the item text must match: name + 2 taxonomy levels).
     #[arg(long)]
@@ -111,7 +112,11 @@ pub struct MineArgs {
     pub embedding_cache: super::common::EmbeddingCacheArgs,
 }
 
+/// The labelers `strata mine` accepts.
+const MINE_LABELERS: [&str; 3] = ["unjudged-zero", "judged-only", "cross-encoder"];
+
 pub fn mine(a: MineArgs) -> anyhow::Result<()> {
+    a.labeler.expect("--labeler", &MINE_LABELERS)?;
     let catalog = strata_data::load_catalog(&a.catalog)?;
     let train = strata_data::load_judgments(&a.judgments)?;
     let cfg = MineConfig {
@@ -139,28 +144,26 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         .cache
         .clone()
         .unwrap_or_else(|| a.out.join("labels.jsonl"));
-    let (inner, version): (Box<dyn Labeler>, String) = match a.labeler.as_str() {
+    let (inner, version): (Box<dyn Labeler>, String) = match &a.labeler {
         // Mining keeps the label of every judged pair itself, so these policies only answer
         // unjudged pairs (and do not need the judgments, which may hold conflicting labels
         // for case variants of a query, as Home Depot's do).
-        "unjudged-zero" => (
+        LabelerSpec::UnjudgedZero => (
             Box::new(JudgmentLookupLabeler::new(&[], UnknownPair::Fixed(0))?),
             "v1".into(),
         ),
-        "judged-only" => (
+        LabelerSpec::JudgedOnly => (
             Box::new(JudgmentLookupLabeler::new(&[], UnknownPair::Abstain)?),
             "v1".into(),
         ),
-        other => match other.strip_prefix("cross-encoder=") {
-            Some(dir) => {
-                let l = CrossEncoderLabeler::load(std::path::Path::new(dir), &catalog)?;
-                let version = format!("cross-encoder-{:016x}", l.fingerprint());
-                (Box::new(l), version)
-            }
-            None => anyhow::bail!(
-                "--labeler: unknown labeler {other:?} (expected unjudged-zero, judged-only or cross-encoder=DIR)"
-            ),
-        },
+        LabelerSpec::CrossEncoder(dir) => {
+            let l = CrossEncoderLabeler::load(dir, &catalog)?;
+            let version = format!("cross-encoder-{:016x}", l.fingerprint());
+            (Box::new(l), version)
+        }
+        other => {
+            return Err(other.rejected("--labeler", &MINE_LABELERS));
+        }
     };
     let labeler = CachedLabeler::open(inner, &cache, &version)?;
     let text = strata_model::item_text_for(
@@ -188,8 +191,8 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
             let dir = a.embedding_cache.dir(
                 model_dir,
                 e.config().max_len,
-                &a.model.device,
-                a.model.precision,
+                &a.model.run.device,
+                a.model.run.precision,
             )?;
             super::common::cached_encoder(&e, dir.as_deref())?
         }
@@ -203,7 +206,7 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
     let out = strata_mining::mine(encoder, &catalog, &text, &train, &labeler, &cfg)?;
     strata_data::write_judgments(a.out.join("judgments.jsonl"), &out.judgments)?;
     let mut report = serde_json::to_value(&out.report)?;
-    report["labeler_policy"] = serde_json::Value::String(a.labeler.clone());
+    report["labeler_policy"] = serde_json::Value::String(a.labeler.to_string());
     std::fs::write(
         a.out.join("mining_report.json"),
         serde_json::to_string_pretty(&report)?,

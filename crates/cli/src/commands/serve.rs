@@ -383,15 +383,14 @@ pub fn bench(a: ServeBenchArgs) -> anyhow::Result<()> {
                 a.server.host.is_loopback(),
                 "the in-process server listens on a loopback address only"
             );
-            let margs = ModelArgs {
-                model: model.clone(),
+            let served = super::common::InferenceArgs {
                 device: a.device.clone(),
                 batch_size: 128,
                 max_tokens: 4096,
                 max_len: None,
                 precision: a.precision,
-            };
-            let served = margs.load()?;
+            }
+            .served(model)?;
             let backend = a.server.backend(index, &served)?;
             let mut config = a.server.config()?;
             config.port = 0;
