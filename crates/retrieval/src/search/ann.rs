@@ -5,7 +5,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::{Hit, HnswParams, SearchError, VectorSearch, check_matrix};
+use super::{Hit, HnswParams, SearchError, VectorSearch, check_matrix, check_queries};
 
 /// An HNSW index over L2-normalised rows; scores are inner products.
 pub struct HnswIndex {
@@ -211,13 +211,7 @@ impl VectorSearch for HnswIndex {
     }
 
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, SearchError> {
-        if !queries.len().is_multiple_of(self.dim) {
-            return Err(SearchError::DimMismatch {
-                got: queries.len(),
-                expected: self.dim,
-            });
-        }
-        check_matrix("queries", queries, self.dim)?;
+        check_queries(queries, self.dim)?;
         let k = k.min(self.n);
         if k == 0 {
             return Ok(vec![Vec::new(); queries.len() / self.dim]);

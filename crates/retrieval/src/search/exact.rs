@@ -5,7 +5,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{Hit, SearchError, TopK, VectorSearch, check_matrix};
+use super::{Hit, SearchError, TopK, VectorSearch, check_matrix, check_queries};
 
 /// Queries per block.
 const QUERY_BLOCK: usize = 128;
@@ -131,13 +131,7 @@ impl<D: AsRef<[f32]> + Send + Sync> VectorSearch for ExactIndex<D> {
     }
 
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, SearchError> {
-        if !queries.len().is_multiple_of(self.dim) {
-            return Err(SearchError::DimMismatch {
-                got: queries.len(),
-                expected: self.dim,
-            });
-        }
-        let nq = check_matrix("queries", queries, self.dim)?;
+        let nq = check_queries(queries, self.dim)?;
         let k = k.min(self.n);
         if nq == 0 || k == 0 {
             return Ok(vec![Vec::new(); nq]);

@@ -113,6 +113,18 @@ pub fn check_matrix(what: &'static str, data: &[f32], dim: usize) -> Result<usiz
     Ok(data.len() / dim)
 }
 
+/// Checks a block of query rows of dimension `dim` (whole rows, finite, normalised); returns
+/// how many there are.
+pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize, SearchError> {
+    if dim > 0 && !queries.len().is_multiple_of(dim) {
+        return Err(SearchError::DimMismatch {
+            got: queries.len(),
+            expected: dim,
+        });
+    }
+    check_matrix("queries", queries, dim)
+}
+
 /// Inner product of two rows.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
