@@ -20,6 +20,7 @@ pub mod encoder;
 pub mod hash;
 pub mod instances;
 pub mod io;
+pub mod gain;
 pub mod labeler;
 pub mod marketplace;
 pub mod progress;

@@ -12,14 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Highest relevance label (2 = relevant/exact, 1 = substitute or complement, 0 = irrelevant).
 pub const MAX_LABEL: u8 = 2;
 
-/// The linear gain of a label: 2 -> 1.0, 1 -> 0.5, 0 -> 0.0.
-pub fn gain(label: u8) -> f64 {
-    match label {
-        2 => 1.0,
-        1 => 0.5,
-        _ => 0.0,
-    }
-}
+pub use strata_data::gain::gain;
 
 /// Errors in evaluation inputs.
 #[derive(Debug, thiserror::Error)]

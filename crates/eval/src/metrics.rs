@@ -9,27 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::input::{ResolvedQuery, gain};
 
-/// Discounted cumulative gain of the first `k` gains.
-pub fn dcg(gains: &[f64], k: usize) -> f64 {
-    gains
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(r, g)| g / ((r + 2) as f64).log2())
-        .sum()
-}
-
-/// NDCG@k of ranked gains against the query's judged gains (the ideal ranking is the judged
-/// gains sorted in descending order, truncated at `k`). `None` when every judged gain is 0.
-pub fn ndcg_at_k(ranked_gains: &[f64], judged_gains: &[f64], k: usize) -> Option<f64> {
-    let mut ideal = judged_gains.to_vec();
-    ideal.sort_by(|a, b| b.total_cmp(a));
-    let idcg = dcg(&ideal, k);
-    if idcg <= 0.0 {
-        return None;
-    }
-    Some(dcg(ranked_gains, k) / idcg)
-}
+pub use strata_data::gain::{dcg, ndcg_at_k};
 
 /// Gains of a ranked list of item positions for one query.
 pub fn ranked_gains(ranked: &[u32], query: &ResolvedQuery) -> Vec<f64> {

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use strata_data::{Catalog, Judgment, Side, TextEncoder};
-use strata_eval::VectorSearch;
-use strata_eval::input::gain;
-use strata_eval::metrics::ndcg_at_k;
+use strata_data::gain::{gain, ndcg_at_k};
+use strata_retrieval::VectorSearch;
 
 /// Cut-off of the development metric.
 pub const DEV_K: usize = 10;
@@ -119,7 +118,7 @@ pub fn evaluate_dev(
         .encode(&queries, Side::Query)
         .context("embedding the dev queries")?;
     let index =
-        strata_eval::ExactIndex::new(items, encoder.dim()).context("indexing the catalog")?;
+        strata_retrieval::ExactIndex::new(items, encoder.dim()).context("indexing the catalog")?;
     let hits = index.search(&q, DEV_K).context("searching the catalog")?;
     let dim = encoder.dim();
     let mut sum = 0.0;
