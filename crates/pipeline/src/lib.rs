@@ -92,7 +92,7 @@ impl Default for PipelineConfig {
         stage1.train.checkpoint_every = 20;
         // Grade-aware batch negatives in both stages: on the synthetic marketplace they lift
         // stage 1 from 0.3146 to 0.3435 held-out NDCG@10 and stage 2 from 0.3315 to 0.3375
-        // (README, design decisions); the trainer's own default stays the paper's (off).
+        // (docs/design-decisions.md); the trainer's own default stays the paper's (off).
         stage1.data.batch_negatives = true;
         let mut stage2 = stage1.clone();
         stage2.loss = toml::from_str("kind = \"circle\"").expect("circle loss config");
