@@ -17,10 +17,10 @@
 pub mod adapters;
 pub mod embedding_cache;
 pub mod encoder;
+pub mod gain;
 pub mod hash;
 pub mod instances;
 pub mod io;
-pub mod gain;
 pub mod labeler;
 pub mod marketplace;
 pub mod progress;

@@ -3,8 +3,6 @@
 //! labeler directory keeps Hugging Face encoder names. The models directory is
 //! `$STRATA_MODELS` or `<repo>/models`.
 
-use std::path::PathBuf;
-
 use burn::tensor::Device;
 use strata_data::{Catalog, Item, Labeler, TaxonomyDepth};
 use strata_labeling::cross_encoder::model::tokenize_pairs;
@@ -15,18 +13,7 @@ use strata_labeling::cross_encoder::{CrossEncoderLabeler, Pooling};
 use strata_model::EncoderConfig;
 use strata_model::bert::BertEncoder;
 
-fn default_model() -> PathBuf {
-    let base = std::env::var_os("STRATA_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let dir = base.join("all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "default model missing at {}: run scripts/setup.sh",
-        dir.display()
-    );
-    dir
-}
+use strata_testkit::default_model;
 
 #[test]
 fn default_model_labels_pairs_as_a_cross_encoder() {

@@ -1,22 +1,9 @@
 //! Integration tests with the real default model (all-MiniLM-L6-v2). They need the model
 //! installed by `scripts/setup.sh`; the models directory is `$STRATA_MODELS` or `<repo>/models`.
 
-use std::path::PathBuf;
-
 use strata_model::{Embedder, LoadOptions, Side};
 
-fn default_model() -> PathBuf {
-    let base = std::env::var_os("STRATA_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let dir = base.join("all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "default model missing at {}: run scripts/setup.sh",
-        dir.display()
-    );
-    dir
-}
+use strata_testkit::default_model;
 
 fn cos(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -1,16 +1,9 @@
 //! The whole pipeline on a tiny synthetic marketplace with the real default model and a few
 //! training steps per stage: every artifact is written, and a second run skips every stage.
 
-use std::path::PathBuf;
-
 use strata_pipeline::{PipelineConfig, run};
 
-fn default_model() -> PathBuf {
-    let base = std::env::var_os("STRATA_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    base.join("all-MiniLM-L6-v2")
-}
+use strata_testkit::default_model;
 
 #[test]
 fn tiny_pipeline_writes_every_artifact_and_resumes() {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use strata_data::{Item, Side, TextEncoder};
 use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{Criterion, EvalOptions, Fusion, HnswParams, System, derive_thresholds};
-use strata_model::{Embedder, EncoderConfig, LoadOptions, TextTokenizer, TowerConfig, TwoTower};
+use strata_model::{Embedder, LoadOptions, TwoTower};
 use strata_serving::server::{self, load_model};
 use strata_serving::{
     BuildOptions, IndexBackend, ItemIndex, ModelStamp, Quantization, SearchBackend, SearchResponse,
@@ -21,37 +21,13 @@ const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
 const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
 const EXTRA: [&str; 6] = ["cordless", "steel", "heavy", "duty", "pro", "set"];
 
-fn tokenizer_json() -> String {
-    let mut words = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]"];
-    words.extend(COLOURS.iter().chain(&THINGS).chain(&EXTRA));
-    let vocab: serde_json::Map<String, Value> = words
+fn words() -> Vec<&'static str> {
+    COLOURS
         .iter()
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), Value::from(i)))
-        .collect();
-    let special = |id: u32, content: &str| {
-        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true})
-    };
-    json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [special(0, "[PAD]"), special(1, "[UNK]"), special(2, "[CLS]"), special(3, "[SEP]")],
-        "normalizer": {"type": "Lowercase"},
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {
-                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
-                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
-            }
-        },
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    })
-    .to_string()
+        .chain(&THINGS)
+        .chain(&EXTRA)
+        .copied()
+        .collect()
 }
 
 /// A tiny random strata model directory (seeded), truncating at 16 tokens.
@@ -59,20 +35,9 @@ fn tiny_model(root: &Path, name: &str, seed: u64) -> PathBuf {
     let dir = root.join(name);
     let device = Device::flex();
     device.seed(seed);
-    let vocab = 4 + COLOURS.len() + THINGS.len() + EXTRA.len();
-    let cfg = TowerConfig {
-        encoder: EncoderConfig::tiny(vocab),
-        projection_dim: Some(16),
-        asymmetric: false,
-        query_prefix: String::new(),
-        item_prefix: String::new(),
-        max_len: 16,
-        base_model: "tiny".into(),
-        item_text: None,
-    };
+    let cfg = strata_testkit::tiny_tower(strata_testkit::vocab_size(&words()), Some(16));
     let model = TwoTower::init(&cfg, &device);
-    let tok: tokenizers::Tokenizer = tokenizer_json().parse().unwrap();
-    let tok = TextTokenizer::new(tok, 16, 0).unwrap();
+    let tok = strata_testkit::word_tokenizer(&words(), 16);
     strata_model::save_model(&dir, &model, &cfg, &tok).unwrap();
     dir
 }

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use strata_data::{Catalog, Judgment, Side, TextEncoder};
 use strata_data::gain::{gain, ndcg_at_k};
+use strata_data::{Catalog, Judgment, Side, TextEncoder};
 use strata_retrieval::VectorSearch;
 
 /// Cut-off of the development metric.

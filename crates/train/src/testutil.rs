@@ -4,85 +4,36 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use strata_model::{EncoderConfig, TextTokenizer, TowerConfig, TwoTower, save_model};
+use strata_model::{TextTokenizer, TowerConfig, TwoTower, save_model};
 
 /// Words of the synthetic catalog: `COLOURS` × `THINGS` make item titles, queries name both.
 pub const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
 pub const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
 const EXTRA: [&str; 6] = ["cordless", "steel", "heavy", "duty", "pro", "set"];
 
-fn vocab() -> Vec<String> {
-    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+/// The fixture words (after the tokenizer's four special tokens).
+fn words() -> Vec<&'static str> {
+    COLOURS
         .iter()
-        .map(|s| s.to_string())
-        .collect();
-    v.extend(
-        COLOURS
-            .iter()
-            .chain(&THINGS)
-            .chain(&EXTRA)
-            .map(|s| s.to_string()),
-    );
-    v
+        .chain(&THINGS)
+        .chain(&EXTRA)
+        .copied()
+        .collect()
 }
 
 /// Size of the fixture vocabulary.
 pub fn vocab_size() -> usize {
-    vocab().len()
-}
-
-/// A BERT-style word-level tokenizer over the fixture vocabulary, as `tokenizer.json` text.
-pub fn tokenizer_json() -> String {
-    let vocab: serde_json::Map<String, serde_json::Value> = vocab()
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| (w, serde_json::Value::from(i)))
-        .collect();
-    let special = |id: u32, content: &str| {
-        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true})
-    };
-    serde_json::json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [special(0, "[PAD]"), special(1, "[UNK]"), special(2, "[CLS]"), special(3, "[SEP]")],
-        "normalizer": {"type": "Lowercase"},
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {
-                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
-                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
-            }
-        },
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    })
-    .to_string()
+    strata_testkit::vocab_size(&words())
 }
 
 /// The fixture tokenizer, truncating at `max_len`.
 pub fn word_tokenizer(max_len: usize) -> TextTokenizer {
-    let inner: tokenizers::Tokenizer = tokenizer_json().parse().expect("fixture tokenizer parses");
-    TextTokenizer::new(inner, max_len, 0).expect("fixture tokenizer")
+    strata_testkit::word_tokenizer(&words(), max_len)
 }
 
 /// The tiny two-tower configuration of the tests.
 pub fn tiny_config(projection_dim: Option<usize>) -> TowerConfig {
-    TowerConfig {
-        encoder: EncoderConfig::tiny(vocab_size()),
-        projection_dim,
-        asymmetric: false,
-        query_prefix: String::new(),
-        item_prefix: String::new(),
-        max_len: 16,
-        base_model: "tiny".into(),
-        item_text: None,
-    }
+    strata_testkit::tiny_tower(vocab_size(), projection_dim)
 }
 
 /// Writes a tiny random model directory (seeded) and returns its path.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Tensor};
 use strata_data::{Catalog, Item, Labeler, TaxonomyDepth};
-use strata_model::{EncoderConfig, TextTokenizer, TowerConfig, TwoTower, save_model};
+use strata_model::{EncoderConfig, TextTokenizer, TwoTower, save_model};
 use strata_train::optim::param_values;
 
 use super::data::PairSource;
@@ -21,59 +21,23 @@ use strata_data::split::SplitConfig;
 const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
 const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
 
-fn vocab() -> Vec<String> {
-    ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-        .iter()
-        .chain(&COLOURS)
-        .chain(&THINGS)
-        .map(|s| s.to_string())
-        .collect()
+/// The fixture vocabulary: the colours and things.
+fn words() -> Vec<&'static str> {
+    COLOURS.iter().chain(&THINGS).copied().collect()
+}
+
+fn vocab_len() -> usize {
+    strata_testkit::vocab_size(&words())
 }
 
 /// A BERT-style word-level tokenizer: `[CLS] a [SEP] b [SEP]`, token types 0 then 1.
-fn tokenizer_json() -> String {
-    let vocab: serde_json::Map<String, serde_json::Value> = vocab()
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| (w, serde_json::Value::from(i)))
-        .collect();
-    let special = |id: u32, content: &str| {
-        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true})
-    };
-    let cls = |t: u32| serde_json::json!({"SpecialToken": {"id": "[CLS]", "type_id": t}});
-    let sep = |t: u32| serde_json::json!({"SpecialToken": {"id": "[SEP]", "type_id": t}});
-    let seq = |id: &str, t: u32| serde_json::json!({"Sequence": {"id": id, "type_id": t}});
-    serde_json::json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [special(0, "[PAD]"), special(1, "[UNK]"), special(2, "[CLS]"), special(3, "[SEP]")],
-        "normalizer": {"type": "Lowercase"},
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [cls(0), seq("A", 0), sep(0)],
-            "pair": [cls(0), seq("A", 0), sep(0), seq("B", 1), sep(1)],
-            "special_tokens": {
-                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
-                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
-            }
-        },
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    })
-    .to_string()
-}
-
 fn tokenizer(max_len: usize) -> TextTokenizer {
-    let inner: tokenizers::Tokenizer = tokenizer_json().parse().expect("fixture tokenizer");
-    TextTokenizer::new(inner, max_len, 0).expect("fixture tokenizer")
+    strata_testkit::word_tokenizer(&words(), max_len)
 }
 
 fn tiny_config() -> CrossEncoderConfig {
     CrossEncoderConfig {
-        encoder: EncoderConfig::tiny(vocab().len()),
+        encoder: EncoderConfig::tiny(vocab_len()),
         max_len: 16,
         pooling: Pooling::Mean,
         head_dropout: 0.0,
@@ -87,16 +51,7 @@ fn tiny_encoder_dir(root: &Path) -> PathBuf {
     let dir = root.join("tiny-encoder");
     let device = Device::flex();
     device.seed(5);
-    let cfg = TowerConfig {
-        encoder: EncoderConfig::tiny(vocab().len()),
-        projection_dim: None,
-        asymmetric: false,
-        query_prefix: String::new(),
-        item_prefix: String::new(),
-        max_len: 16,
-        base_model: "tiny".into(),
-        item_text: None,
-    };
+    let cfg = strata_testkit::tiny_tower(vocab_len(), None);
     save_model(&dir, &TwoTower::init(&cfg, &device), &cfg, &tokenizer(16)).unwrap();
     dir
 }
