@@ -17,18 +17,7 @@ use strata_serving::{
     ServedModel, ServerConfig, Update,
 };
 
-const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
-const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
-const EXTRA: [&str; 6] = ["cordless", "steel", "heavy", "duty", "pro", "set"];
-
-fn words() -> Vec<&'static str> {
-    COLOURS
-        .iter()
-        .chain(&THINGS)
-        .chain(&EXTRA)
-        .copied()
-        .collect()
-}
+use strata_testkit::{COLOURS, EXTRA, THINGS, fixture_words as words};
 
 /// A tiny random strata model directory (seeded), truncating at 16 tokens.
 fn tiny_model(root: &Path, name: &str, seed: u64) -> PathBuf {

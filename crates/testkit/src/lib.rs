@@ -12,6 +12,23 @@ use std::path::PathBuf;
 
 use strata_model::{EncoderConfig, TextTokenizer, TowerConfig};
 
+/// Colours of the fixture catalogs: `COLOURS` x `THINGS` make item titles, queries name both.
+pub const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
+/// Things of the fixture catalogs.
+pub const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
+/// Extra title words of the fixture catalogs.
+pub const EXTRA: [&str; 6] = ["cordless", "steel", "heavy", "duty", "pro", "set"];
+
+/// The fixture vocabulary: colours, things and extra words.
+pub fn fixture_words() -> Vec<&'static str> {
+    COLOURS
+        .iter()
+        .chain(&THINGS)
+        .chain(&EXTRA)
+        .copied()
+        .collect()
+}
+
 /// The default model installed by `scripts/setup.sh` (`$STRATA_MODELS` or `<repo>/models`);
 /// panics with how to install it when it is missing.
 pub fn default_model() -> PathBuf {

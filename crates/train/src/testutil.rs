@@ -7,19 +7,7 @@ use burn::tensor::Device;
 use strata_model::{TextTokenizer, TowerConfig, TwoTower, save_model};
 
 /// Words of the synthetic catalog: `COLOURS` × `THINGS` make item titles, queries name both.
-pub const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
-pub const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
-const EXTRA: [&str; 6] = ["cordless", "steel", "heavy", "duty", "pro", "set"];
-
-/// The fixture words (after the tokenizer's four special tokens).
-fn words() -> Vec<&'static str> {
-    COLOURS
-        .iter()
-        .chain(&THINGS)
-        .chain(&EXTRA)
-        .copied()
-        .collect()
-}
+pub use strata_testkit::{COLOURS, EXTRA, THINGS, fixture_words as words};
 
 /// Size of the fixture vocabulary.
 pub fn vocab_size() -> usize {

@@ -18,8 +18,7 @@ use super::train::{
 };
 use strata_data::split::SplitConfig;
 
-const COLOURS: [&str; 6] = ["red", "blue", "green", "white", "black", "gray"];
-const THINGS: [&str; 6] = ["drill", "hammer", "saw", "lamp", "chair", "rope"];
+use strata_testkit::{COLOURS, THINGS};
 
 /// The fixture vocabulary: the colours and things.
 fn words() -> Vec<&'static str> {
