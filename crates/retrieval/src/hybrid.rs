@@ -14,6 +14,43 @@ use serde::{Deserialize, Serialize};
 use crate::bm25::{Bm25Error, Bm25Index};
 use crate::search::Hit;
 
+/// Which retriever answers a search: written `semantic`, `lexical` or `hybrid` (in
+/// `/search` bodies, `strata bench serve --mode` and the PostgreSQL backend alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Cosine similarity of embeddings.
+    Semantic,
+    /// BM25 (or the store's full-text ranking) over item texts.
+    Lexical,
+    /// Both, fused.
+    Hybrid,
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "semantic" => Ok(SearchMode::Semantic),
+            "lexical" => Ok(SearchMode::Lexical),
+            "hybrid" => Ok(SearchMode::Hybrid),
+            _ => Err(format!(
+                "unknown search mode {s:?}: expected semantic, lexical or hybrid"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SearchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SearchMode::Semantic => "semantic",
+            SearchMode::Lexical => "lexical",
+            SearchMode::Hybrid => "hybrid",
+        })
+    }
+}
+
 /// How to blend the two scores. `alpha` weighs the semantic side (1 = semantic only).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "fusion", rename_all = "lowercase")]

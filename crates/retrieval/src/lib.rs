@@ -15,7 +15,7 @@ pub mod thresholds;
 pub use strata_data::tokens;
 
 pub use bm25::Bm25Index;
-pub use hybrid::{FusedHit, Fusion, hybrid_rank};
+pub use hybrid::{FusedHit, Fusion, SearchMode, hybrid_rank};
 pub use search::{ExactIndex, Hit, HnswParams, VectorSearch};
 #[cfg(feature = "ann")]
 pub use search::{HnswIndex, HnswSearch};

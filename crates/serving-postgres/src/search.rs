@@ -1,7 +1,5 @@
 //! Searching an exported table: semantic, lexical and hybrid.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -18,42 +16,11 @@ use crate::{Error, Result};
 /// pgvector's largest `hnsw.ef_search`; also the largest `k` and candidate count accepted.
 const MAX_EF_SEARCH: usize = 1000;
 
-/// Which scores rank the results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SearchMode {
-    /// Nearest embeddings through the HNSW index; score = cosine similarity.
-    Semantic,
-    /// Postgres full-text search; any query token can match; score = `ts_rank_cd` normalised
-    /// by text length.
-    Lexical,
-    /// Union of the semantic and lexical candidates, blended with a [`Fusion`].
-    Hybrid,
-}
-
-impl FromStr for SearchMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "semantic" => Ok(SearchMode::Semantic),
-            "lexical" => Ok(SearchMode::Lexical),
-            "hybrid" => Ok(SearchMode::Hybrid),
-            _ => Err(Error::InvalidInput(format!(
-                "unknown search mode {s:?}: expected semantic, lexical or hybrid"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for SearchMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SearchMode::Semantic => "semantic",
-            SearchMode::Lexical => "lexical",
-            SearchMode::Hybrid => "hybrid",
-        })
-    }
-}
+/// Which scores rank the results: semantic (nearest embeddings through the HNSW index; score =
+/// cosine similarity), lexical (Postgres full-text search; any query token can match; score =
+/// `ts_rank_cd` normalised by text length) or hybrid (the union of both candidate sets,
+/// blended with a [`Fusion`]).
+pub use strata_retrieval::SearchMode;
 
 /// One result row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

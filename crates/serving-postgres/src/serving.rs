@@ -12,12 +12,10 @@ use strata_data::Item;
 use strata_data::progress::Progress;
 use strata_retrieval::Thresholds;
 use strata_serving::backend::BoxFuture;
-use strata_serving::{
-    BackendInfo, ItemIndex, Mode, ModelStamp, ScoredItem, SearchBackend, SearchQuery,
-};
+use strata_serving::{BackendInfo, ItemIndex, ModelStamp, ScoredItem, SearchBackend, SearchQuery};
 
+use crate::export;
 use crate::{BackendOptions, Error, ExportBatch, ExportOptions, ExportReport, PgBackend, Result};
-use crate::{SearchMode, export};
 
 /// What [`TableMetadata::kind`] holds in a table exported from a strata index.
 pub const METADATA_KIND: &str = "strata-index";
@@ -146,14 +144,6 @@ impl PgSearchBackend {
     }
 }
 
-fn mode(m: Mode) -> SearchMode {
-    match m {
-        Mode::Semantic => SearchMode::Semantic,
-        Mode::Lexical => SearchMode::Lexical,
-        Mode::Hybrid => SearchMode::Hybrid,
-    }
-}
-
 impl SearchBackend for PgSearchBackend {
     fn info(&self) -> BackendInfo {
         self.info.clone()
@@ -170,7 +160,7 @@ impl SearchBackend for PgSearchBackend {
                     query.text,
                     Some(query.embedding),
                     query.k,
-                    mode(query.mode),
+                    query.mode,
                     query.fusion,
                 )
                 .await?;

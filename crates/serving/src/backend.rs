@@ -13,17 +13,8 @@ use crate::index::ItemIndex;
 /// A boxed future, as returned by [`SearchBackend::search`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Which retriever answers a search.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Cosine similarity of embeddings.
-    Semantic,
-    /// BM25 over item texts.
-    Lexical,
-    /// Both, fused.
-    Hybrid,
-}
+/// Which retriever answers a search (strata-retrieval's [`strata_retrieval::SearchMode`]).
+pub use strata_retrieval::SearchMode as Mode;
 
 /// One search.
 #[derive(Clone, Copy, Debug)]

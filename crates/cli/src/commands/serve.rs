@@ -255,9 +255,9 @@ pub struct ServeBenchArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Search mode.
-    #[arg(long, value_enum, default_value = "semantic")]
-    pub mode: SearchMode,
+    /// Search mode: semantic, lexical or hybrid.
+    #[arg(long, default_value = "semantic")]
+    pub mode: strata_serving::Mode,
     /// Search depth.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
@@ -277,13 +277,6 @@ pub struct ServeBenchArgs {
 pub enum Endpoint {
     Search,
     Embed,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum SearchMode {
-    Semantic,
-    Lexical,
-    Hybrid,
 }
 
 fn bench_queries(a: &ServeBenchArgs) -> anyhow::Result<Vec<String>> {
@@ -332,11 +325,7 @@ fn load_runs(
         rate: a.rate,
         concurrency: a.concurrency,
         queries,
-        mode: match a.mode {
-            SearchMode::Semantic => strata_serving::Mode::Semantic,
-            SearchMode::Lexical => strata_serving::Mode::Lexical,
-            SearchMode::Hybrid => strata_serving::Mode::Hybrid,
-        },
+        mode: a.mode,
         k: a.k,
         api_key,
     };
