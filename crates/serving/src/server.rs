@@ -605,12 +605,17 @@ async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
             .and_then(bearer_token);
         let ok = given.is_some_and(|g| keys_match(g, key));
         if !ok {
-            return ApiError::new(
+            let mut r = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "missing or wrong API key (send `Authorization: Bearer <key>`)",
             )
             .into_response();
+            // The body is never read, so the connection cannot serve another request: say so,
+            // or a client may reuse it while the server closes it.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     }
     next.run(req).await
