@@ -60,6 +60,22 @@ fn policy_labels_on_hand_picked_pairs() {
         ],
         &[("brand", "Meadow Farms")],
     );
+    // Types whose names reuse other types' words (the lexically hard negatives).
+    let dog_shampoo = item(
+        "dog-shampoo",
+        &["Dog Supplies", "Dog Grooming", "Dog Shampoo", "Dog Shampoo"],
+        &[("brand", "Barkley")],
+    );
+    let pb_cups = item(
+        "pb-cups",
+        &[
+            "Snacks",
+            "Chocolate & Candy",
+            "Peanut Butter Cups",
+            "Peanut Butter Cups",
+        ],
+        &[("brand", "Cocoa Bay")],
+    );
     let dish_soap = item(
         "dish-soap",
         &["Cleaning Supplies", "Dish Care", "Dish Soap", "Dish Soap"],
@@ -124,6 +140,11 @@ fn policy_labels_on_hand_picked_pairs() {
         ("red t-shirts", &tee, 1),
         ("tee shirt", &tee, 2),
         ("xyzzy plugh", &cb_spaghetti, 0),
+        ("shampoo", &dog_shampoo, 0), // every query word matches, another product
+        ("dog shampoo", &dog_shampoo, 2),
+        ("peanut butter", &pb_cups, 0),
+        ("peanut butter cups", &pb_cups, 2),
+        ("candy", &pb_cups, 2),
     ];
     for (q, it, want) in cases {
         assert_eq!(
@@ -219,6 +240,24 @@ fn judgments_mix_labels_and_match_the_oracle() {
     assert!(
         hard_zero >= 50,
         "only {hard_zero} label-0 pairs with token overlap >= 0.7"
+    );
+    // Queries on which the margin metrics are defined (EVALUATION.md: a label-2 and a label-0
+    // judged pair with token overlap >= 0.7 against the item text, here the name and two
+    // taxonomy levels): the judging looks for the hard label-0 items among all items sharing a
+    // query word.
+    let text = strata_data::ItemTextConfig::with_taxonomy_levels(2);
+    let mut hard: HashMap<&str, u8> = HashMap::new();
+    for j in &m.judgments {
+        let it = m.catalog.by_id(&j.item_id).unwrap();
+        if token_overlap(&j.query, &text.render(it)) >= strata_data::tokens::HARD_OVERLAP {
+            *hard.entry(&j.query).or_default() |= 1 << j.label;
+        }
+    }
+    let qualifying = hard.values().filter(|&&b| b & 0b101 == 0b101).count();
+    assert!(
+        qualifying as f64 >= 0.07 * levels.len() as f64,
+        "{qualifying} of {} queries qualify for the margin metrics",
+        levels.len()
     );
     // All query kinds occur, including Spanish, French and misspelled ones.
     let kinds: HashSet<QueryKind> = m.queries.iter().map(|q| q.kind).collect();

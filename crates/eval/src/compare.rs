@@ -347,6 +347,134 @@ pub fn paired_margins_markdown(rows: &[PairedMargins]) -> String {
     s
 }
 
+/// A run's per-query retrieval metric against the baseline's, paired over the queries on
+/// which the metric is defined in both runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairedMetric {
+    pub name: String,
+    pub metric: String,
+    /// Queries paired.
+    pub queries: usize,
+    /// The run's mean of the metric over those queries.
+    pub mean: f64,
+    /// Mean per-query difference (run - baseline) and its standard error.
+    pub diff: f64,
+    pub se: f64,
+    /// Queries on which the run is better / worse (by more than 1e-9).
+    pub up: usize,
+    pub down: usize,
+}
+
+impl PairedMetric {
+    /// Whether the difference exceeds twice its standard error (about 95% confidence).
+    pub fn significant(&self) -> bool {
+        self.se.is_finite() && self.diff.abs() > 2.0 * self.se
+    }
+}
+
+/// Per-query metrics of a run directory's `rankings.jsonl`, keyed by query text.
+fn run_query_scores(
+    dir: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<String, crate::evaluate::QueryScores>> {
+    let path = dir.join("rankings.jsonl");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: invalid JSON", path.display(), n + 1))?;
+        let query = v
+            .get("query")
+            .and_then(Value::as_str)
+            .with_context(|| format!("{} line {}: no `query`", path.display(), n + 1))?;
+        if v.get("ndcg@10").is_none() {
+            bail!(
+                "{} line {}: no per-query `ndcg@10` (the run was evaluated by an older strata: evaluate it again)",
+                path.display(),
+                n + 1
+            );
+        }
+        let scores: crate::evaluate::QueryScores = serde_json::from_value(v.clone())
+            .with_context(|| format!("{} line {}: invalid per-query metrics", path.display(), n + 1))?;
+        out.insert(query.to_string(), scores);
+    }
+    Ok(out)
+}
+
+/// Compares each run's per-query retrieval metrics (`ndcg@10`, `ndcg@100`, `recall@100`)
+/// with the baseline's, paired by query. The runs are evaluation directories holding
+/// `rankings.jsonl`; the first rows are the baseline against itself.
+pub fn paired_metrics(
+    runs: &[&Path],
+    baseline: &Path,
+    metrics: &[&str],
+) -> anyhow::Result<Vec<PairedMetric>> {
+    for m in metrics {
+        if !crate::evaluate::QueryScores::NAMES.contains(m) {
+            bail!(
+                "no per-query metric {m:?} (known: {})",
+                crate::evaluate::QueryScores::NAMES.join(", ")
+            );
+        }
+    }
+    let base = run_query_scores(baseline)?;
+    let mut out = Vec::new();
+    for dir in std::iter::once(baseline).chain(runs.iter().copied()) {
+        let run = run_query_scores(dir)?;
+        for &metric in metrics {
+            let pairs: Vec<(f64, f64)> = run
+                .iter()
+                .filter_map(|(q, s)| Some((s.get(metric)?, base.get(q)?.get(metric)?)))
+                .collect();
+            let d: Vec<f64> = pairs.iter().map(|(r, b)| r - b).collect();
+            let (diff, se) = mean_se(&d);
+            out.push(PairedMetric {
+                name: run_name(dir),
+                metric: metric.to_string(),
+                queries: pairs.len(),
+                mean: pairs.iter().map(|p| p.0).sum::<f64>() / pairs.len().max(1) as f64,
+                diff,
+                se,
+                up: d.iter().filter(|x| **x > 1e-9).count(),
+                down: d.iter().filter(|x| **x < -1e-9).count(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn run_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// The paired metric table as Markdown, one row per run and metric; a difference beyond
+/// twice its standard error is marked `*`.
+pub fn paired_metrics_markdown(rows: &[PairedMetric]) -> String {
+    let mut s = String::from(
+        "| run | metric | queries | mean | diff (± SE) | up/down |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.4} | {:+.4} ± {:.4}{} | {}/{} |\n",
+            r.name,
+            r.metric,
+            r.queries,
+            r.mean,
+            r.diff,
+            r.se,
+            if r.significant() { " *" } else { "" },
+            r.up,
+            r.down
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,5 +630,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("judged_scores.tsv:2: field score"), "{e}");
+    }
+
+    fn write_rankings(dir: &Path, rows: &[(&str, Option<f64>, Option<f64>)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let t: String = rows
+            .iter()
+            .map(|(q, n10, r100)| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"query": q, "items": [], "scores": [], "ndcg@10": n10, "ndcg@100": n10, "recall@100": r100})
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("rankings.jsonl"), t).unwrap();
+    }
+
+    #[test]
+    fn paired_metrics_pair_queries_and_give_standard_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let run = tmp.path().join("run");
+        // Query c has no NDCG in the run (no relevant item): left out of the pairing; query d
+        // exists only in the base.
+        write_rankings(
+            &base,
+            &[
+                ("a", Some(0.5), Some(1.0)),
+                ("b", Some(0.2), Some(0.5)),
+                ("c", Some(0.1), None),
+                ("d", Some(0.9), Some(1.0)),
+            ],
+        );
+        write_rankings(
+            &run,
+            &[
+                ("a", Some(0.7), Some(1.0)),
+                ("b", Some(0.6), Some(0.5)),
+                ("c", None, None),
+            ],
+        );
+        let rows = paired_metrics(&[run.as_path()], &base, &["ndcg@10", "recall@100"]).unwrap();
+        assert_eq!(rows.len(), 4);
+        let n = &rows[2];
+        assert_eq!((n.name.as_str(), n.metric.as_str(), n.queries), ("run", "ndcg@10", 2));
+        // Differences +0.2 and +0.4: mean +0.3, SE = sd([0.2, 0.4]) / sqrt 2 = 0.1.
+        assert!((n.diff - 0.3).abs() < 1e-9 && (n.se - 0.1).abs() < 1e-9, "{n:?}");
+        assert!((n.mean - 0.65).abs() < 1e-9);
+        assert_eq!((n.up, n.down), (2, 0));
+        assert!(n.significant());
+        let r = &rows[3];
+        assert_eq!((r.queries, r.diff, r.up, r.down), (2, 0.0, 0, 0));
+        assert!(!r.significant());
+        assert_eq!((rows[0].queries, rows[0].diff), (4, 0.0));
+        let md = paired_metrics_markdown(&rows);
+        assert!(md.contains("| run | ndcg@10 | 2 | 0.6500 | +0.3000 ± 0.1000 * | 2/0 |"), "{md}");
+        // Unknown metrics and runs written before per-query metrics are errors naming them.
+        let e = paired_metrics(&[run.as_path()], &base, &["mrr"]).unwrap_err().to_string();
+        assert!(e.contains("mrr"), "{e}");
+        std::fs::write(run.join("rankings.jsonl"), "{\"query\": \"a\", \"items\": []}\n").unwrap();
+        let e = paired_metrics(&[run.as_path()], &base, &["ndcg@10"]).unwrap_err().to_string();
+        assert!(e.contains("rankings.jsonl line 1") && e.contains("ndcg@10"), "{e}");
     }
 }

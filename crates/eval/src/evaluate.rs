@@ -241,6 +241,36 @@ pub struct EvalResult {
     pub thresholds: Result<Thresholds, String>,
     /// The system's top [`K_MAX`] items of each query (index = [`ScoredPair::query`]).
     pub rankings: Vec<Vec<Hit>>,
+    /// Each query's own retrieval metrics (index = [`ScoredPair::query`]), for paired
+    /// comparisons with standard errors (`strata compare --paired`).
+    pub per_query: Vec<QueryScores>,
+}
+
+/// One query's retrieval metrics; `None` where the metric is undefined for the query (no
+/// relevant judged item).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueryScores {
+    #[serde(rename = "ndcg@10")]
+    pub ndcg_10: Option<f64>,
+    #[serde(rename = "ndcg@100")]
+    pub ndcg_100: Option<f64>,
+    #[serde(rename = "recall@100")]
+    pub recall_100: Option<f64>,
+}
+
+impl QueryScores {
+    /// The metrics [`QueryScores`] holds, by the names metrics.json uses.
+    pub const NAMES: [&'static str; 3] = ["ndcg@10", "ndcg@100", "recall@100"];
+
+    /// A metric by its name in [`QueryScores::NAMES`].
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "ndcg@10" => self.ndcg_10,
+            "ndcg@100" => self.ndcg_100,
+            "recall@100" => self.recall_100,
+            _ => None,
+        }
+    }
 }
 
 fn bar(enabled: bool, len: usize, what: &str) -> ProgressBar {
@@ -445,6 +475,18 @@ pub fn evaluate(
         .map(|h| h.iter().map(|x| x.item).collect())
         .collect();
     let retrieval = retrieval_metrics(&runs, queries, &KS);
+    let per_query: Vec<QueryScores> = runs
+        .iter()
+        .zip(queries)
+        .map(|(ranked, q)| {
+            let at100 = crate::metrics::query_metrics(ranked, q, 100);
+            QueryScores {
+                ndcg_10: crate::metrics::query_metrics(ranked, q, 10).ndcg,
+                ndcg_100: at100.ndcg,
+                recall_100: at100.recall,
+            }
+        })
+        .collect();
     let scores = pair_scores(
         queries,
         dense.as_ref().map(|(qv, i)| (qv.as_slice(), i)),
@@ -586,6 +628,7 @@ pub fn evaluate(
         label_margins,
         thresholds,
         rankings: hits,
+        per_query,
     })
 }
 

@@ -26,7 +26,7 @@ pub use strata_retrieval::{bm25, hybrid, search, thresholds, tokens};
 
 pub use bm25::Bm25Index;
 pub use compare::{CompareTable, compare_runs, load_run};
-pub use evaluate::{EvalOptions, EvalResult, Metrics, System, evaluate};
+pub use evaluate::{EvalOptions, EvalResult, Metrics, QueryScores, System, evaluate};
 pub use hybrid::{FusedHit, Fusion, hybrid_rank};
 pub use input::{Catalog, Judgment, LeftOut, Qrels, UnknownItems};
 pub use margins::ScoredPair;

@@ -34,17 +34,31 @@ fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// One line per query: `{"query": ..., "items": [ids], "scores": [..]}`, best first.
+/// One line per query: `{"query": ..., "items": [ids], "scores": [..], "ndcg@10": ..,
+/// "ndcg@100": .., "recall@100": ..}`, best first; a metric is `null` where it is undefined.
 fn write_rankings(path: &Path, result: &EvalResult) -> anyhow::Result<()> {
     let mut out = String::new();
-    for (q, hits) in result.queries.iter().zip(&result.rankings) {
+    for ((q, hits), m) in result
+        .queries
+        .iter()
+        .zip(&result.rankings)
+        .zip(&result.per_query)
+    {
         let items: Vec<&str> = hits
             .iter()
             .map(|h| result.item_ids[h.item as usize].as_str())
             .collect();
         let scores: Vec<f32> = hits.iter().map(|h| h.score).collect();
         out.push_str(
-            &serde_json::json!({"query": q, "items": items, "scores": scores}).to_string(),
+            &serde_json::json!({
+                "query": q,
+                "items": items,
+                "scores": scores,
+                "ndcg@10": m.ndcg_10,
+                "ndcg@100": m.ndcg_100,
+                "recall@100": m.recall_100,
+            })
+            .to_string(),
         );
         out.push('\n');
     }

@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
 use strata_data::marketplace::{Marketplace, MarketplaceConfig};
+use strata_data::split::SplitConfig;
 use strata_data::text::ItemTextConfig;
 use strata_data::{CachedEncoder, Catalog, EmbeddingCache, Labeler};
 use strata_eval::{EvalOptions, System};
@@ -46,6 +47,11 @@ pub struct DataSection {
     pub items: usize,
     pub queries: usize,
     pub seed: u64,
+    /// Synthetic marketplace: the split of its queries into train, dev and test.
+    pub split: SplitConfig,
+    /// Synthetic marketplace: judge every relevant item of the dev and test queries (see
+    /// `MarketplaceConfig::complete_held_out`); training queries stay sparsely judged.
+    pub complete_held_out: bool,
     /// Taxonomy levels in the item text (paper: two).
     pub taxonomy_depth: usize,
 }
@@ -59,8 +65,15 @@ impl Default for DataSection {
             test_judgments: None,
             labeler: None,
             items: 2_000,
-            queries: 400,
+            queries: 2_000,
             seed: 42,
+            split: SplitConfig {
+                train: 0.4,
+                dev: 0.05,
+                test: 0.55,
+                seed: 42,
+            },
+            complete_held_out: true,
             taxonomy_depth: 2,
         }
     }
@@ -138,6 +151,9 @@ impl PipelineConfig {
                     d.items >= 100 && d.queries >= 20,
                     "data: the synthetic marketplace needs at least 100 items and 20 queries"
                 );
+                d.split
+                    .validate()
+                    .context("config field `data.split`")?;
                 if let Some(l) = &d.labeler {
                     l.expect("data.labeler", &PIPELINE_LABELERS)?;
                 }
@@ -217,6 +233,8 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
         items: d.items,
         queries: d.queries,
         seed: d.seed,
+        split: d.split,
+        complete_held_out: d.complete_held_out,
         ..MarketplaceConfig::default()
     };
     let t = Instant::now();
@@ -462,23 +480,11 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         .collect();
     let rel = strata_eval::compare_runs(&rows, &base, &metrics, false);
     let abs = strata_eval::compare_runs(&rows, &base, &metrics, true);
-    // Per-query hard-pair margins of the dense runs against zero-shot, with standard errors.
-    let dense: Vec<PathBuf> = ["eval-stage1", "eval-stage2"]
-        .iter()
-        .map(|n| runs.join(n))
-        .filter(|p| p.join("judged_scores.tsv").is_file())
-        .collect();
-    let dense_refs: Vec<&Path> = dense.iter().map(PathBuf::as_path).collect();
-    let margins = strata_eval::compare::paired_margins(
-        &dense_refs,
-        &runs.join("eval-zero-shot"),
-        strata_eval::EvalOptions::default().hard_overlap,
-    )?;
     let comparison = format!(
-        "# Mine and Refine: held-out evaluation\n\nRelative change against zero-shot:\n\n{}\n\nAbsolute values:\n\n{}\n\nHard-pair margins per query against zero-shot (mean difference ± standard error over the queries that qualify in both runs):\n\n{}\nMining labels: {}.\n",
+        "# Mine and Refine: held-out evaluation\n\nRelative change against zero-shot:\n\n{}\n\nAbsolute values:\n\n{}\n\n{}\nMining labels: {}.\n",
         rel.to_markdown(),
         abs.to_markdown(),
-        strata_eval::compare::paired_margins_markdown(&margins),
+        paired_sections(&runs),
         prep.labeler_note
     );
     std::fs::write(cfg.out.join("comparison.md"), &comparison)?;
@@ -487,6 +493,67 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         comparison,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Per-query comparisons with standard errors: every run against zero-shot, and stage 2
+/// against stage 1 (retrieval metrics from `rankings.jsonl`, hard-pair margins from
+/// `judged_scores.tsv`). Runs evaluated by an older strata lack per-query metrics: the section
+/// then says so instead of failing the finished pipeline.
+fn paired_sections(runs: &Path) -> String {
+    let hard = strata_eval::EvalOptions::default().hard_overlap;
+    let metrics = strata_eval::QueryScores::NAMES;
+    let existing = |names: &[&str]| -> Vec<PathBuf> {
+        names
+            .iter()
+            .map(|n| runs.join(n))
+            .filter(|p| p.join("metrics.json").is_file())
+            .collect()
+    };
+    let dense = existing(&["eval-stage1", "eval-stage2"]);
+    let sections = [
+        (
+            "against zero-shot",
+            runs.join("eval-zero-shot"),
+            existing(&["eval-stage1", "eval-stage2", "eval-bm25"]),
+        ),
+        (
+            "stage 2 against stage 1",
+            runs.join("eval-stage1"),
+            existing(&["eval-stage2"]),
+        ),
+    ];
+    let mut out = String::new();
+    for (title, base, rows) in &sections {
+        let paths: Vec<&Path> = rows.iter().map(PathBuf::as_path).collect();
+        if paths.is_empty() || !base.join("metrics.json").is_file() {
+            continue;
+        }
+        out.push_str(&format!(
+            "Per query, {title} (mean difference ± standard error over the queries defined in both runs; `*`: beyond two standard errors):\n\n"
+        ));
+        match strata_eval::compare::paired_metrics(&paths, base, &metrics) {
+            Ok(rows) => out.push_str(&strata_eval::compare::paired_metrics_markdown(&rows)),
+            Err(e) => out.push_str(&format!("(not available: {e:#})\n")),
+        }
+        out.push('\n');
+        let dense_paths: Vec<&Path> = paths
+            .iter()
+            .copied()
+            .filter(|p| dense.iter().any(|d| d == p))
+            .collect();
+        if dense_paths.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "Hard-pair margins per query, {title} (mean difference ± standard error over the queries that qualify in both runs):\n\n"
+        ));
+        match strata_eval::compare::paired_margins(&dense_paths, base, hard) {
+            Ok(rows) => out.push_str(&strata_eval::compare::paired_margins_markdown(&rows)),
+            Err(e) => out.push_str(&format!("(not available: {e:#})\n")),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Lets a boxed labeler go through [`CachedLabeler`].

@@ -551,6 +551,10 @@ pub struct SynthArgs {
     /// Add impressions, clicks and add-to-carts to every judgment.
     #[arg(long)]
     pub engagement: bool,
+    /// Judge the dev and test queries completely: every relevant item found for them (up to 60
+    /// per level), not a sample of one to three; training queries stay sparsely judged.
+    #[arg(long)]
+    pub complete_held_out: bool,
     /// Output format.
     #[arg(long, default_value = "tsv")]
     pub format: Format,
@@ -568,6 +572,7 @@ fn synth_marketplace(a: SynthArgs) -> anyhow::Result<()> {
         seed: a.seed,
         split: SplitConfig::new(a.train, a.dev, a.test, a.seed)?,
         engagement: a.engagement,
+        complete_held_out: a.complete_held_out,
     };
     let bars = Bars::new();
     let t = std::time::Instant::now();

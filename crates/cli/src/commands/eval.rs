@@ -124,6 +124,11 @@ pub struct CompareArgs {
     /// run's score standard deviation.
     #[arg(long)]
     pub paired_margins: bool,
+    /// Instead of the metric table, compare each run with the baseline query by query:
+    /// NDCG@10, NDCG@100 and recall@100 (from `rankings.jsonl`), then the margins as
+    /// `--paired-margins` does; mean differences with standard errors, `*` beyond two.
+    #[arg(long)]
+    pub paired: bool,
 }
 
 fn load_embedder(a: &EvalArgs, model: &std::path::Path) -> anyhow::Result<Embedder> {
@@ -311,7 +316,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
-    if a.paired_margins {
+    if a.paired_margins || a.paired {
         let dir = |p: &std::path::Path| -> std::path::PathBuf {
             if p.is_dir() {
                 p.to_path_buf()
@@ -328,6 +333,14 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
             .filter(|p| base_c.is_none() || p.canonicalize().ok() != base_c)
             .collect();
         let refs: Vec<&std::path::Path> = runs.iter().map(|p| p.as_path()).collect();
+        if a.paired {
+            let rows = strata_eval::compare::paired_metrics(
+                &refs,
+                &base,
+                &strata_eval::QueryScores::NAMES,
+            )?;
+            println!("{}", strata_eval::compare::paired_metrics_markdown(&rows));
+        }
         let hard = strata_eval::EvalOptions::default().hard_overlap;
         let rows = strata_eval::compare::paired_margins(&refs, &base, hard)?;
         print!("{}", strata_eval::compare::paired_margins_markdown(&rows));

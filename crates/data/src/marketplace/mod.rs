@@ -45,6 +45,14 @@ pub struct MarketplaceConfig {
     pub split: SplitConfig,
     /// Simulate impressions, clicks and add-to-carts per judgment.
     pub engagement: bool,
+    /// Judge the dev and test queries completely: every relevant item found for such a query
+    /// (up to 60 per level) is judged instead of one to three, with as many label-0 items as
+    /// otherwise. Training queries keep the sparse sample. With sparse held-out judgments, the
+    /// many relevant items left unjudged count as irrelevant, and NDCG@10 then measures which
+    /// relevant items happened to be sampled rather than how well a model ranks; a pooled test
+    /// collection judges them.
+    #[serde(default)]
+    pub complete_held_out: bool,
 }
 
 impl Default for MarketplaceConfig {
@@ -64,6 +72,7 @@ impl Default for MarketplaceConfig {
                 seed: 42,
             },
             engagement: false,
+            complete_held_out: false,
         }
     }
 }
@@ -120,7 +129,8 @@ impl Marketplace {
             .enumerate()
             .map(|(qi, q)| {
                 let mut rng = queries::judge_rng(cfg.seed, qi);
-                let judged = index.judge(q, cfg.judgments_per_query, &mut rng);
+                let complete = cfg.complete_held_out && cfg.split.assign(&q.text) != Split::Train;
+                let judged = index.judge(q, cfg.judgments_per_query, complete, &mut rng);
                 let clean: Vec<u8> = judged.iter().map(|p| p.1).collect();
                 let engagement = cfg
                     .engagement

@@ -268,6 +268,9 @@ pub(crate) fn generate_queries(
     out
 }
 
+/// Most items judged per positive level of a query judged completely.
+pub(crate) const COMPLETE_MAX_PER_LEVEL: usize = 60;
+
 /// Indexes for judging queries.
 pub(crate) struct JudgeIndex<'a> {
     pub oracle: &'a Oracle,
@@ -316,7 +319,17 @@ impl<'a> JudgeIndex<'a> {
     }
 
     /// Judged items of one query with their policy labels, shuffled.
-    pub(crate) fn judge(&self, q: &Composed, per_query: usize, rng: &mut Rng) -> Vec<(u32, u8)> {
+    ///
+    /// With `complete`, every label-2 and label-1 candidate is judged (up to
+    /// [`COMPLETE_MAX_PER_LEVEL`] each) instead of a sample of one to three, and as many label-0
+    /// items as the sample would have left room for; the random draws are the same either way.
+    pub(crate) fn judge(
+        &self,
+        q: &Composed,
+        per_query: usize,
+        complete: bool,
+        rng: &mut Rng,
+    ) -> Vec<(u32, u8)> {
         let lex = self.oracle.lexicon();
         let intent = &q.intent;
         let mut cands: Vec<u32> = vec![q.anchor];
@@ -351,28 +364,37 @@ impl<'a> JudgeIndex<'a> {
         }
         let mut chosen: Vec<(u32, u8)> = Vec::with_capacity(per_query);
         let mut taken: HashSet<u32> = HashSet::new();
+        let mut sampled = 0;
         for (label, lo, hi) in [(2u8, 1usize, 4usize), (1u8, 1, 3)] {
             let b = &mut buckets[label as usize];
             let k = rng.range(lo, hi).min(b.len());
             rng.partial_shuffle(b, k);
-            for &i in &b[..k] {
+            sampled += k;
+            let take = if complete {
+                b.len().min(COMPLETE_MAX_PER_LEVEL)
+            } else {
+                k
+            };
+            for &i in &b[..take] {
                 taken.insert(i);
                 chosen.push((i, label));
             }
         }
-        let zeros_needed = per_query.saturating_sub(chosen.len());
+        let zeros_needed = per_query.saturating_sub(sampled);
+        let positives = chosen.len();
         // Lexically confusable negatives: items sharing query tokens, most overlap first.
         let qtokens = tokens(&q.text);
         let lists: Vec<&Vec<u32>> = qtokens
             .iter()
             .filter_map(|t| self.postings.get(t))
             .collect();
+        // Every item that shares a query token is a candidate (not a sample of them), so that
+        // the label-0 items with the highest overlap, the lexically hard negatives the margin
+        // metrics are measured on, are found whenever the catalog has them.
         let mut confusable: Vec<(u32, u64, u32)> = Vec::new();
-        if !lists.is_empty() {
-            let mut seen = HashSet::new();
-            for _ in 0..80 {
-                let list = *rng.pick(&lists);
-                let i = *rng.pick(list);
+        let mut seen = HashSet::new();
+        for list in &lists {
+            for &i in list.iter() {
                 if taken.contains(&i) || !seen.insert(i) {
                     continue;
                 }
@@ -389,8 +411,9 @@ impl<'a> JudgeIndex<'a> {
         }
         // Random negatives.
         let n = self.facts.len();
+        let target = positives + zeros_needed;
         let mut tries = 0;
-        while chosen.len() < per_query && tries < 40 * per_query {
+        while chosen.len() < target && tries < 40 * per_query {
             tries += 1;
             let i = rng.below(n) as u32;
             if !taken.contains(&i) && self.oracle.policy(intent, &self.facts[i as usize]) == 0 {
