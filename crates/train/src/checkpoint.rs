@@ -1,10 +1,12 @@
 //! Checkpoints: everything needed to continue a run exactly where it stopped.
 //!
-//! `RUN/checkpoints/step-000120/` holds
+//! `RUN/checkpoints/step-000120/` holds (for the retriever; the labeler has no loss file and
+//! its own `state.json` field names)
 //! - `model/`: the two-tower model ([`strata_model::save_model`]);
 //! - `loss.safetensors`: the loss parameters (the SupCon temperature);
 //! - `optimizer.safetensors`: the AdamW moments and step counts;
-//! - `state.json`: the update count, the data-order position and the dev history.
+//! - `state.json`: the update count, the data-order position and the dev history
+//!   ([`TrainerState`], the retriever's names of [`RunState`]).
 //!
 //! A checkpoint is written under a temporary name and renamed into place, then
 //! `checkpoints/latest` (itself written by rename) points at it, so a run killed at any moment
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dev::DevScore;
 use crate::optim::param_values;
+use crate::run_loop::RunState;
 
 /// Directory of the checkpoints inside a run directory.
 pub const CHECKPOINTS: &str = "checkpoints";
@@ -64,6 +67,36 @@ pub struct TrainerState {
     pub dev: Vec<DevPoint>,
     /// The best of them.
     pub best: Option<DevPoint>,
+}
+
+impl From<RunState<DevPoint>> for TrainerState {
+    fn from(s: RunState<DevPoint>) -> Self {
+        TrainerState {
+            step: s.step,
+            steps_per_epoch: s.steps_per_epoch,
+            instances_per_epoch: s.examples_per_epoch,
+            seed: s.seed,
+            instances_seen: s.examples_seen,
+            train_seconds: s.train_seconds,
+            dev: s.dev,
+            best: s.best,
+        }
+    }
+}
+
+impl From<TrainerState> for RunState<DevPoint> {
+    fn from(s: TrainerState) -> Self {
+        RunState {
+            step: s.step,
+            steps_per_epoch: s.steps_per_epoch,
+            examples_per_epoch: s.instances_per_epoch,
+            seed: s.seed,
+            examples_seen: s.instances_seen,
+            train_seconds: s.train_seconds,
+            dev: s.dev,
+            best: s.best,
+        }
+    }
 }
 
 /// Name of the checkpoint directory of `step`.
@@ -290,6 +323,22 @@ mod tests {
         assert!(write_checkpoint(run, 8, 2, |_| anyhow::bail!("disk full")).is_err());
         assert_eq!(latest_checkpoint(run).unwrap().unwrap(), latest);
         assert!(latest_checkpoint(&run.join("nothing")).unwrap().is_none());
+    }
+
+    /// The loop's state is written under the retriever's field names, as before the loop
+    /// was shared.
+    #[test]
+    fn the_state_keeps_the_retriever_field_names() {
+        let text = r#"{"step":3,"steps_per_epoch":10,"instances_per_epoch":40,"seed":1,"instances_seen":12,"train_seconds":1.5,"dev":[],"best":null}"#;
+        let saved: TrainerState = serde_json::from_str(text).unwrap();
+        assert_eq!(saved, state(3));
+        let general = RunState::from(saved);
+        assert_eq!(
+            (general.examples_per_epoch, general.examples_seen),
+            (40, 12)
+        );
+        let again = serde_json::to_string(&TrainerState::from(general)).unwrap();
+        assert_eq!(again, text);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - [`optim`]: AdamW, gradient accumulation and clipping, the learning-rate schedule;
 //! - [`checkpoint`]: atomic checkpoints for resumable runs;
 //! - [`dev`]: NDCG@10 on the development split;
-//! - [`trainer`]: the training loop, [`train`] / [`train_with`];
+//! - [`run_loop`]: the training loop every trainer runs (run directory, schedule, resume,
+//!   checkpoints, metrics, best model), around a [`run_loop::TrainTask`];
+//! - [`trainer`]: the retriever's task, [`train`] / [`train_with`];
 //! - [`bench`]: timing of one training step on a fixed batch.
 
 pub mod batch;
@@ -19,6 +21,7 @@ pub mod data;
 pub mod dev;
 pub mod losses;
 pub mod optim;
+pub mod run_loop;
 pub mod step;
 pub mod trainer;
 

@@ -1,60 +1,37 @@
-//! The training loop (paper sections 4.3-4.4): AdamW with linear warmup and decay, separate
-//! learning rates for the projection heads and the temperature, gradient accumulation and
-//! clipping, periodic development evaluation keeping the best model, and checkpoints that a
-//! resumed run continues from with the same data order.
+//! The retriever's trainer (paper sections 4.3-4.4): the two-tower model and its loss as a
+//! [`TrainTask`] of the shared loop ([`crate::run_loop`]), with separate learning rates for the
+//! projection heads and the temperature, gradient accumulation over micro-batches, and dev
+//! NDCG@10 keeping the best model.
 //!
 //! A run directory holds `config.toml` (the resolved configuration), `metrics.jsonl` (one
 //! record per update and per evaluation), `checkpoints/`, `best/` (the best model on the dev
-//! split), `model/` (the final model) and `summary.json`.
+//! split), `model/` (the final model) and `summary.json`. A checkpoint holds `model/`,
+//! `loss.safetensors` (the temperature), `optimizer.safetensors` and `state.json`
+//! ([`TrainerState`]).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::Context;
 use burn::tensor::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use strata_data::hash::combine;
 use strata_data::instances::{Instance, QueryGroups, with_batch_negatives};
 use strata_model::{
     Embedder, LoadOptions, TextTokenizer, TowerConfig, TwoTower, load_model, save_model,
 };
 
 use crate::batch::{BatchPlan, ItemTokens, plan_batch};
-use crate::checkpoint::{
-    self, DevPoint, LOSS_FILE, MODEL, OPTIMIZER_FILE, TrainerState, latest_checkpoint, load_params,
-    read_state, save_params, write_checkpoint, write_state,
-};
+use crate::checkpoint::{DevPoint, LOSS_FILE, MODEL, TrainerState, load_params, save_params};
 use crate::config::{CONFIG_FILE, TrainConfig, resolve_init};
 use crate::data::{DataSummary, TrainData};
 use crate::dev::{DevScore, evaluate_dev};
 use crate::losses::{LossConfig, Reduction};
-use crate::optim::{AdamW, GradBuffer, GroupSettings, warmup_linear};
+use crate::optim::{GradBuffer, GroupSettings};
+use crate::run_loop::{Evaluation, LoopSettings, RunOutcome, Schedule, StepOutcome, TrainTask};
 use crate::step::{HEAD_PATHS, LOSS_PATH, TrainModule, batch_loss};
 
-/// Metrics log inside a run directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
-/// Final model inside a run directory.
-pub const FINAL_MODEL: &str = "model";
-/// Best model (by dev NDCG@10) inside a run directory.
-pub const BEST_MODEL: &str = "best";
-/// Run summary inside a run directory.
-pub const SUMMARY_FILE: &str = "summary.json";
-
-/// How a run is carried out (as opposed to what it trains: [`TrainConfig`]).
-#[derive(Clone, Debug, Default)]
-pub struct TrainOptions {
-    /// Continue from the run directory's newest checkpoint.
-    pub resume: bool,
-    /// Start afresh in a run directory that already holds a run (its files are replaced).
-    pub overwrite: bool,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
-    /// Stop after this many updates, as if the process were killed there (for tests of
-    /// resumption); no final model is written.
-    pub stop_after: Option<u64>,
-}
+pub use crate::run_loop::{
+    BEST_MODEL, FINAL_MODEL, METRICS_FILE, MetricsLog, SUMMARY_FILE, TrainOptions,
+};
 
 /// What a run did.
 #[derive(Clone, Debug, Serialize)]
@@ -106,92 +83,15 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainSummary> {
 /// before any data is read.
 pub fn train_with(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     cfg.validate()?;
-    check_run_dir(&cfg.out, opts)?;
+    let run = || crate::run_loop::run(&cfg.out, opts, |ck| load(cfg, opts, ck));
     if cfg.threads > 0 {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
             .build()
             .context("cannot start the compute threads")?;
-        pool.install(|| run(cfg, opts))
+        pool.install(run)
     } else {
-        run(cfg, opts)
-    }
-}
-
-/// Refuses to start over an existing run unless resuming or overwriting.
-fn check_run_dir(out: &Path, opts: &TrainOptions) -> anyhow::Result<()> {
-    // A config file alone is what a run that failed before its first update leaves (older
-    // versions wrote it first): it does not block a rerun.
-    let has_run = out.join(checkpoint::CHECKPOINTS).is_dir()
-        || out.join(FINAL_MODEL).is_dir()
-        || out.join(BEST_MODEL).is_dir()
-        || out.join(METRICS_FILE).is_file();
-    if opts.resume {
-        if latest_checkpoint(out)?.is_none() {
-            anyhow::bail!(
-                "cannot resume: {} holds no checkpoint (start without --resume)",
-                out.display()
-            );
-        }
-    } else if has_run && !opts.overwrite {
-        anyhow::bail!(
-            "run directory {} already holds a run: pass --resume to continue it or --overwrite to start again",
-            out.display()
-        );
-    }
-    Ok(())
-}
-
-/// Prints messages above the progress bar, or through the log without one.
-struct Reporter {
-    bar: Option<ProgressBar>,
-}
-
-impl Reporter {
-    fn say(&self, msg: String) {
-        match &self.bar {
-            Some(b) if !b.is_hidden() => b.println(msg),
-            _ => tracing::info!("{msg}"),
-        }
-    }
-}
-
-/// Appends JSON records to `metrics.jsonl`.
-pub struct MetricsLog {
-    file: std::fs::File,
-}
-
-impl MetricsLog {
-    /// Opens the log; on resume, records after `keep_through` (written by the interrupted
-    /// session after its last checkpoint) are dropped.
-    pub fn open(run: &Path, keep_through: Option<u64>) -> anyhow::Result<Self> {
-        let path = run.join(METRICS_FILE);
-        if let Some(step) = keep_through
-            && let Ok(text) = std::fs::read_to_string(&path)
-        {
-            let kept: String = text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                        .is_some_and(|s| s <= step)
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            checkpoint::write_atomic(&path, kept.as_bytes())?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(MetricsLog { file })
-    }
-
-    /// Appends one record.
-    pub fn write(&mut self, record: serde_json::Value) -> anyhow::Result<()> {
-        writeln!(self.file, "{record}").context("cannot write metrics.jsonl")
+        run()
     }
 }
 
@@ -322,23 +222,55 @@ fn micro_step(
     Ok(value)
 }
 
-fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
-    let wall = Instant::now();
-    let run_dir = cfg.out.clone();
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+/// The retriever as a [`TrainTask`]: the data, the tokenized items and the model's
+/// configuration.
+struct RetrieverTask<'a> {
+    cfg: &'a TrainConfig,
+    progress: bool,
+    data: TrainData,
+    tower_cfg: TowerConfig,
+    tokenizer: TextTokenizer,
+    item_tokens: Vec<Vec<u32>>,
+    device: Device,
+    steps_per_epoch: u64,
+    reduction_mean: bool,
+    /// The instances of the current epoch.
+    epoch: Option<(u64, Vec<Instance>)>,
+}
 
+impl Evaluation for DevPoint {
+    fn improves_on(&self, best: &Self) -> bool {
+        self.score.ndcg_at_10 > best.score.ndcg_at_10
+    }
+
+    fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let s = &self.score;
+        let mut m = serde_json::Map::new();
+        m.insert("dev_ndcg@10".into(), s.ndcg_at_10.into());
+        m.insert("dev_rerank_ndcg".into(), s.rerank_ndcg.into());
+        m.insert("dev_queries".into(), s.queries.into());
+        m.insert("dev_items".into(), s.items.into());
+        m
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "dev NDCG@10 {:.4}, rerank NDCG {:.4}, over {} queries",
+            self.score.ndcg_at_10, self.score.rerank_ndcg, self.score.queries
+        )
+    }
+}
+
+/// Loads the data and the model of a run of `cfg`: from `checkpoint` when resuming (its model
+/// and loss parameters), else from `model.init`.
+fn load<'a>(
+    cfg: &'a TrainConfig,
+    opts: &TrainOptions,
+    checkpoint: Option<&Path>,
+) -> anyhow::Result<(RetrieverTask<'a>, TrainModule)> {
     let data = TrainData::load(cfg)?;
     let device = strata_model::parse_device(&cfg.device)?.autodiff();
-    let infer_device = device.clone().inner();
-
-    // The model: from the newest checkpoint, or from `model.init`.
-    let resume_from = if opts.resume {
-        latest_checkpoint(&run_dir)?
-    } else {
-        None
-    };
-    let (tower, tower_cfg, tokenizer_path) = match &resume_from {
+    let (tower, tower_cfg, tokenizer_path) = match checkpoint {
         Some(ck) => {
             let m = load_model(&ck.join(MODEL), &LoadOptions::default(), &device)?;
             (m.model, m.config, m.tokenizer_path)
@@ -409,346 +341,223 @@ fn run(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         tower_cfg.max_len,
         tower_cfg.encoder.pad_token_id as u32,
     )?;
-    // Data and model loaded: only now is anything of an earlier run replaced, so a run that
-    // fails to start leaves the directory as it was.
-    if opts.overwrite && !opts.resume {
-        for stale in [checkpoint::CHECKPOINTS, BEST_MODEL, FINAL_MODEL] {
-            let p = run_dir.join(stale);
-            if p.exists() {
-                std::fs::remove_dir_all(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-            }
-        }
-        let _ = std::fs::remove_file(run_dir.join(METRICS_FILE));
+    let mut loss = cfg.loss.init(&device)?;
+    if let Some(ck) = checkpoint {
+        loss = load_params(loss, &ck.join(LOSS_FILE))?;
     }
-    checkpoint::write_atomic(&run_dir.join(CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
-    let mut loss_module = cfg.loss.init(&device)?;
-    let mut optimizer = AdamW::new(cfg.train.adamw());
-    let mut state = TrainerState {
-        step: 0,
-        steps_per_epoch: 0,
-        instances_per_epoch: data.summary().instances_per_epoch,
-        seed: cfg.seed,
-        instances_seen: 0,
-        train_seconds: 0.0,
-        dev: Vec::new(),
-        best: None,
-    };
-    if let Some(ck) = &resume_from {
-        loss_module = load_params(loss_module, &ck.join(LOSS_FILE))?;
-        optimizer = AdamW::load(cfg.train.adamw(), &ck.join(OPTIMIZER_FILE))?;
-        state = read_state(ck)?;
-    }
-    let mut module = crate::step::fresh_params(TrainModule {
-        tower,
-        loss: loss_module,
-    });
-    if resume_from.is_some() {
-        optimizer.check_against(&module)?;
-    }
-
-    // The schedule.
-    let per_epoch = data.summary().instances_per_epoch;
-    let micro_per_epoch = per_epoch.div_ceil(cfg.train.batch_size) as u64;
-    let steps_per_epoch = micro_per_epoch.div_ceil(cfg.train.accumulation as u64);
-    let mut total = steps_per_epoch * cfg.train.epochs as u64;
-    if cfg.train.max_steps > 0 {
-        total = total.min(cfg.train.max_steps);
-    }
-    let warmup = cfg
-        .train
-        .warmup_steps
-        .unwrap_or_else(|| (cfg.train.warmup_ratio * total as f64).round() as u64)
-        .min(total);
-    if let Some(ck) = &resume_from {
-        anyhow::ensure!(
-            state.steps_per_epoch == steps_per_epoch
-                && state.instances_per_epoch == per_epoch
-                && state.seed == cfg.seed,
-            "cannot resume from {}: it was made with {} instances and {} updates per epoch and seed {}, this configuration gives {per_epoch}, {steps_per_epoch} and seed {} (the data, batch size or seed changed)",
-            ck.display(),
-            state.instances_per_epoch,
-            state.steps_per_epoch,
-            state.seed,
-            cfg.seed
-        );
-    }
-    state.steps_per_epoch = steps_per_epoch;
-    let start_step = state.step;
-
-    let mut metrics = MetricsLog::open(&run_dir, resume_from.as_ref().map(|_| start_step))?;
-    let bar = opts.progress.then(|| {
-        let b = ProgressBar::new(total);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} train [{bar:30}] {pos}/{len} steps {msg} eta {eta} ({elapsed})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b.set_position(start_step);
-        b
-    });
-    let reporter = Reporter { bar: bar.clone() };
-    let s = data.summary();
-    reporter.say(format!(
-        "training {} on {} instances/epoch ({} train queries, {} dev queries, catalog {}), {} updates ({} per epoch, batch {} x {}), loss {}",
-        cfg.model.init.display(),
-        s.instances_per_epoch,
-        s.train_queries,
-        s.dev_queries,
-        s.catalog_items,
-        total,
-        steps_per_epoch,
-        cfg.train.batch_size,
-        cfg.train.accumulation,
-        cfg.loss.name()
-    ));
-    if let Some(ck) = &resume_from {
-        reporter.say(format!(
-            "resuming from {} (update {start_step})",
-            ck.display()
-        ));
-    }
-
     let item_tokens = tokenize_items(
         &tokenizer,
         &data.item_texts,
         &data.train_items(),
         &tower_cfg.item_prefix,
     )?;
-
-    // Dev evaluation with the current weights.
-    let evaluate =
-        |module: &TrainModule, reporter: &Reporter| -> anyhow::Result<Option<DevScore>> {
-            let Some(dev) = &data.dev else {
-                return Ok(None);
-            };
-            let embedder = Embedder::new(
-                module.tower.clone(),
-                tower_cfg.clone(),
-                tokenizer.clone(),
-                infer_device.clone(),
-                "training".into(),
-            )
-            .with_limits(strata_model::BatchLimits {
-                max_batch: cfg.eval.batch_texts,
-                max_tokens: cfg.eval.batch_tokens,
-            })
-            .with_progress(opts.progress)
-            // The CPU engine (same function, faster) on the CPU; the tensor model on a GPU.
-            .with_precision(
-                strata_model::device::is_cpu(&infer_device).then_some(strata_model::Precision::F32),
-            )?;
-            let run = || evaluate_dev(&embedder, dev, &data.item_texts);
-            let score = match &reporter.bar {
-                Some(b) => b.suspend(run)?,
-                None => run()?,
-            };
-            Ok(Some(score))
-        };
-    let record_eval = |state: &mut TrainerState,
-                       module: &TrainModule,
-                       metrics: &mut MetricsLog,
-                       reporter: &Reporter,
-                       step: u64|
-     -> anyhow::Result<()> {
-        let t = Instant::now();
-        let Some(score) = evaluate(module, reporter)? else {
-            return Ok(());
-        };
-        let point = DevPoint { step, score };
-        state.dev.push(point);
-        let improved = state
-            .best
-            .is_none_or(|b| score.ndcg_at_10 > b.score.ndcg_at_10);
-        if improved {
-            state.best = Some(point);
-            save_model(
-                &run_dir.join(BEST_MODEL),
-                &module.tower,
-                &tower_cfg,
-                &tokenizer,
-            )?;
-        }
-        metrics.write(serde_json::json!({
-            "step": step,
-            "dev_ndcg@10": score.ndcg_at_10,
-            "dev_rerank_ndcg": score.rerank_ndcg,
-            "dev_queries": score.queries,
-            "dev_items": score.items,
-            "best": improved,
-            "eval_s": t.elapsed().as_secs_f64(),
-        }))?;
-        reporter.say(format!(
-            "update {step}: dev NDCG@10 {:.4}, rerank NDCG {:.4}, over {} queries{}",
-            score.ndcg_at_10,
-            score.rerank_ndcg,
-            score.queries,
-            if improved { " (best)" } else { "" }
-        ));
-        Ok(())
+    let micro_per_epoch = data
+        .summary()
+        .instances_per_epoch
+        .div_ceil(cfg.train.batch_size) as u64;
+    let task = RetrieverTask {
+        cfg,
+        progress: opts.progress,
+        steps_per_epoch: micro_per_epoch.div_ceil(cfg.train.accumulation as u64),
+        data,
+        tower_cfg,
+        tokenizer,
+        item_tokens,
+        device,
+        reduction_mean: averages(&cfg.loss),
+        epoch: None,
     };
+    Ok((task, TrainModule { tower, loss }))
+}
 
-    if start_step == 0 && cfg.eval.at_start {
-        record_eval(&mut state, &module, &mut metrics, &reporter, 0)?;
+impl TrainTask for RetrieverTask<'_> {
+    type Module = TrainModule;
+    type Eval = DevPoint;
+    type State = TrainerState;
+    type Summary = TrainSummary;
+    const CONFIG_FILE: &'static str = CONFIG_FILE;
+    const LABEL: &'static str = "train";
+    const UNIT: &'static str = "instances";
+
+    fn settings(&self) -> LoopSettings {
+        let t = &self.cfg.train;
+        LoopSettings {
+            steps_per_epoch: self.steps_per_epoch,
+            examples_per_epoch: self.data.summary().instances_per_epoch,
+            epochs: t.epochs,
+            max_steps: t.max_steps,
+            warmup_steps: t.warmup_steps,
+            warmup_ratio: t.warmup_ratio,
+            adamw: t.adamw(),
+            lr: t.lr,
+            grad_clip: t.grad_clip,
+            eval_every: self.cfg.eval.every,
+            eval_at_start: self.cfg.eval.at_start,
+            checkpoint_every: t.checkpoint_every,
+            keep_checkpoints: t.keep_checkpoints,
+            seed: self.cfg.seed,
+        }
     }
 
-    let reduction_mean = averages(&cfg.loss);
-    let mut epoch_cache: Option<(u64, Vec<Instance>)> = None;
-    let mut grads = GradBuffer::new();
-    let mut last_loss = None;
-    let mut smoothed: Option<f64> = None;
-    let mut session_instances = 0u64;
-    let mut session_seconds = 0f64;
-    let mut stopped_early = false;
-    for step in start_step..total {
-        let t0 = Instant::now();
-        let epoch = step / steps_per_epoch;
-        if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            epoch_cache = Some((epoch, data.epoch_instances(epoch)?));
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn config_text(&self) -> anyhow::Result<String> {
+        self.cfg.to_toml()
+    }
+
+    fn describe(&self, schedule: &Schedule) -> String {
+        let (cfg, s) = (self.cfg, self.data.summary());
+        format!(
+            "training {} on {} instances/epoch ({} train queries, {} dev queries, catalog {}), {} updates ({} per epoch, batch {} x {}), loss {}",
+            cfg.model.init.display(),
+            s.instances_per_epoch,
+            s.train_queries,
+            s.dev_queries,
+            s.catalog_items,
+            schedule.total,
+            schedule.steps_per_epoch,
+            cfg.train.batch_size,
+            cfg.train.accumulation,
+            cfg.loss.name()
+        )
+    }
+
+    fn groups(&self, path: &str, factor: f64) -> GroupSettings {
+        groups(self.cfg, factor)(path)
+    }
+
+    fn step(
+        &mut self,
+        module: &TrainModule,
+        step: u64,
+        grads: &mut GradBuffer,
+    ) -> anyhow::Result<StepOutcome> {
+        let cfg = self.cfg;
+        let epoch = step / self.steps_per_epoch;
+        if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.epoch = Some((epoch, self.data.epoch_instances(epoch)?));
         }
-        let instances = &epoch_cache.as_ref().expect("epoch instances").1;
-        let first_micro = ((step % steps_per_epoch) * cfg.train.accumulation as u64) as usize;
+        let Some((_, instances)) = &self.epoch else {
+            anyhow::bail!("no instances for epoch {epoch}");
+        };
+        let first_micro = ((step % self.steps_per_epoch) * cfg.train.accumulation as u64) as usize;
         let bs = cfg.train.batch_size;
         let micro: Vec<&[Instance]> = (first_micro..first_micro + cfg.train.accumulation)
             .map(|m| &instances[(m * bs).min(instances.len())..((m + 1) * bs).min(instances.len())])
             .filter(|s| !s.is_empty())
             .collect();
         let n_step: usize = micro.iter().map(|m| m.len()).sum();
-        // Dropout draws depend only on the seed and the update.
-        device.seed(combine(&[cfg.seed, step, 0x44524f50]));
-        grads.clear();
         let mut loss_sum = 0.0;
         for m in &micro {
-            let scale = if reduction_mean {
+            let scale = if self.reduction_mean {
                 m.len() as f32 / n_step as f32
             } else {
                 1.0
             };
             let l = micro_step(
-                &module,
+                module,
                 m,
-                &item_tokens,
-                &tokenizer,
-                &tower_cfg,
+                &self.item_tokens,
+                &self.tokenizer,
+                &self.tower_cfg,
                 cfg,
-                &device,
-                &mut grads,
+                &self.device,
+                grads,
                 scale,
-                &data.groups,
-            )
-            .with_context(|| format!("update {}", step + 1))?;
+                &self.data.groups,
+            )?;
             loss_sum += f64::from(scale) * l;
         }
-        let grad_norm = if cfg.train.grad_clip > 0.0 {
-            grads.clip_global_norm(cfg.train.grad_clip)
-        } else {
-            grads.global_norm()
-        };
-        let factor = warmup_linear(step, warmup, total);
-        module = optimizer.step(module, &grads, &groups(cfg, factor));
-        let dt = t0.elapsed().as_secs_f64();
-        session_seconds += dt;
-        session_instances += n_step as u64;
-        state.step = step + 1;
-        state.instances_seen += n_step as u64;
-        state.train_seconds += dt;
-        let per_instance = if reduction_mean {
+        let per_instance = if self.reduction_mean {
             loss_sum
         } else {
             loss_sum / n_step as f64
         };
-        last_loss = Some(per_instance);
-        let ema = match smoothed {
-            Some(s) => 0.9 * s + 0.1 * per_instance,
-            None => per_instance,
-        };
-        smoothed = Some(ema);
-        let tau = module.loss.temperature.as_ref().map(|t| t.value());
-        let rate = session_instances as f64 / session_seconds.max(1e-9);
-        metrics.write(serde_json::json!({
-            "step": state.step,
-            "epoch": epoch,
-            "loss": loss_sum,
-            "loss_per_instance": per_instance,
-            "lr": cfg.train.lr * factor,
-            "temperature": tau,
-            "grad_norm": grad_norm,
-            "instances": n_step,
-            "instances_per_s": rate,
-            "step_s": dt,
-        }))?;
-        if let Some(b) = &bar {
-            let tau_text = tau.map(|t| format!(" tau {t:.4}")).unwrap_or_default();
-            b.set_message(format!("loss {ema:.4}{tau_text} {rate:.1} inst/s"));
-            b.set_position(state.step);
-        }
-
-        let at_end = state.step == total;
-        let epoch_end = state.step.is_multiple_of(steps_per_epoch);
-        let eval_now = if cfg.eval.every > 0 {
-            state.step.is_multiple_of(cfg.eval.every) || at_end
-        } else {
-            epoch_end || at_end
-        };
-        if eval_now {
-            let at = state.step;
-            record_eval(&mut state, &module, &mut metrics, &reporter, at)?;
-        }
-        let ckpt_now = at_end
-            || (cfg.train.checkpoint_every > 0
-                && state.step.is_multiple_of(cfg.train.checkpoint_every));
-        if ckpt_now {
-            write_checkpoint(&run_dir, state.step, cfg.train.keep_checkpoints, |dir| {
-                save_model(&dir.join(MODEL), &module.tower, &tower_cfg, &tokenizer)?;
-                save_params(&module.loss, &dir.join(LOSS_FILE))?;
-                optimizer.save(&dir.join(OPTIMIZER_FILE))?;
-                write_state(dir, &state)
-            })?;
-        }
-        if opts.stop_after == Some(state.step) && !at_end {
-            stopped_early = true;
-            break;
-        }
-    }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
+        let mut fields = serde_json::Map::new();
+        fields.insert("loss_per_instance".into(), per_instance.into());
+        Ok(StepOutcome {
+            loss: loss_sum,
+            loss_per_example: per_instance,
+            examples: n_step as u64,
+            fields,
+        })
     }
 
-    let model_dir = if stopped_early {
-        None
-    } else {
-        let dir = run_dir.join(FINAL_MODEL);
-        save_model(&dir, &module.tower, &tower_cfg, &tokenizer)?;
-        Some(dir)
-    };
-    let best_dir = state.best.map(|_| run_dir.join(BEST_MODEL));
-    let summary = TrainSummary {
-        run_dir: run_dir.clone(),
-        model_dir,
-        best_dir,
-        loss: cfg.loss.name().to_string(),
-        steps: state.step,
-        total_steps: total,
-        steps_per_epoch,
-        instances: state.instances_seen,
-        resumed_from: resume_from.map(|_| start_step),
-        stopped_early,
-        final_loss: last_loss,
-        final_temperature: module.loss.temperature.as_ref().map(|t| t.value()),
-        dev: state.dev.clone(),
-        best: state.best,
-        train_seconds: state.train_seconds,
-        wall_seconds: wall.elapsed().as_secs_f64(),
-        instances_per_second: session_instances as f64 / session_seconds.max(1e-9),
-        data: data.summary().clone(),
-    };
-    checkpoint::write_atomic(
-        &run_dir.join(SUMMARY_FILE),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    Ok(summary)
+    fn module_fields(&self, module: &TrainModule) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("temperature".into(), temperature(module).into());
+        m
+    }
+
+    fn progress_note(&self, module: &TrainModule) -> String {
+        temperature(module)
+            .map(|t| format!(" tau {t:.4}"))
+            .unwrap_or_default()
+    }
+
+    fn evaluate(&self, module: &TrainModule, step: u64) -> anyhow::Result<Option<DevPoint>> {
+        let Some(dev) = &self.data.dev else {
+            return Ok(None);
+        };
+        let infer_device = self.device.clone().inner();
+        let embedder = Embedder::new(
+            module.tower.clone(),
+            self.tower_cfg.clone(),
+            self.tokenizer.clone(),
+            infer_device.clone(),
+            "training".into(),
+        )
+        .with_limits(strata_model::BatchLimits {
+            max_batch: self.cfg.eval.batch_texts,
+            max_tokens: self.cfg.eval.batch_tokens,
+        })
+        .with_progress(self.progress)
+        // The CPU engine (same function, faster) on the CPU; the tensor model on a GPU.
+        .with_precision(
+            strata_model::device::is_cpu(&infer_device).then_some(strata_model::Precision::F32),
+        )?;
+        let score = evaluate_dev(&embedder, dev, &self.data.item_texts)?;
+        Ok(Some(DevPoint { step, score }))
+    }
+
+    fn save_model(&self, module: &TrainModule, dir: &Path) -> anyhow::Result<()> {
+        save_model(dir, &module.tower, &self.tower_cfg, &self.tokenizer)
+    }
+
+    fn save_checkpoint(&self, module: &TrainModule, dir: &Path) -> anyhow::Result<()> {
+        self.save_model(module, &dir.join(MODEL))?;
+        save_params(&module.loss, &dir.join(LOSS_FILE))
+    }
+
+    fn summary(&self, module: &TrainModule, o: RunOutcome<DevPoint>) -> TrainSummary {
+        TrainSummary {
+            run_dir: o.run_dir,
+            model_dir: o.model_dir,
+            best_dir: o.best_dir,
+            loss: self.cfg.loss.name().to_string(),
+            steps: o.steps,
+            total_steps: o.total_steps,
+            steps_per_epoch: o.steps_per_epoch,
+            instances: o.examples_seen,
+            resumed_from: o.resumed_from,
+            stopped_early: o.stopped_early,
+            final_loss: o.final_loss,
+            final_temperature: temperature(module),
+            dev: o.dev,
+            best: o.best,
+            train_seconds: o.train_seconds,
+            wall_seconds: o.wall_seconds,
+            instances_per_second: o.examples_per_second,
+            data: self.data.summary().clone(),
+        }
+    }
+}
+
+/// The loss's temperature (SupCon).
+fn temperature(module: &TrainModule) -> Option<f64> {
+    module.loss.temperature.as_ref().map(|t| t.value())
 }
 
 /// Dev NDCG@10 of the model in `model_dir` on the dev split that `cfg` defines (the same

@@ -1,30 +1,34 @@
 //! Fine-tuning the cross-encoder on human three-level judgments: cross-entropy (optionally
-//! class-weighted), AdamW (strata-train's, explicit epsilon and weight decay) with linear
-//! warmup and decay, global-norm gradient clipping, length-sorted batches, dev accuracy
-//! keeping the best model, and resumable checkpoints.
+//! class-weighted) over length-sorted batches, as a [`TrainTask`] of strata-train's training
+//! loop ([`strata_train::run_loop`]: AdamW with explicit epsilon and weight decay, linear
+//! warmup and decay, global-norm gradient clipping, resumable checkpoints), with dev accuracy
+//! keeping the best model.
 //!
 //! A run directory holds `config.json` (the resolved configuration), `metrics.jsonl` (one
 //! record per update and per dev evaluation), `checkpoints/`, `best/` (the labeler with the
-//! best dev accuracy), `model/` (the final labeler) and `summary.json`.
+//! best dev accuracy), `model/` (the final labeler) and `summary.json`. A checkpoint holds
+//! `model/`, `optimizer.safetensors` and `state.json` (the labeler's field names).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::Context;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use strata_data::hash::combine;
-use strata_model::BatchLimits;
-use strata_train::checkpoint::{latest_checkpoint, write_atomic, write_checkpoint};
-use strata_train::optim::{AdamW, AdamWConfig, GradBuffer, GroupSettings, warmup_linear};
-use strata_train::step::fresh_params;
-use strata_train::trainer::MetricsLog;
+use strata_model::{BatchLimits, TextTokenizer};
+use strata_train::TrainOptions;
+use strata_train::optim::{AdamWConfig, GradBuffer, GroupSettings};
+use strata_train::run_loop::{
+    self, Evaluation, LoopSettings, RunOutcome, RunState, Schedule, StepOutcome, TrainTask,
+};
 
 use super::data::{LabeledPairs, PairSource, epoch_batches, subsample};
 use super::metrics::ConfusionMatrix;
-use super::model::{CrossEncoder, NUM_LABELS, PairBatch, PairTokens, Pooling, tokenize_pairs};
+use super::model::{
+    CrossEncoder, CrossEncoderConfig, NUM_LABELS, PairBatch, PairTokens, Pooling, tokenize_pairs,
+};
 use super::store::{
     LoadedCrossEncoder, argmax, cross_encoder_from_encoder, for_inference, is_labeler_dir,
     load_cross_encoder, load_tokenizer, predict, save_cross_encoder,
@@ -33,16 +37,15 @@ use super::store::{
 /// Resolved configuration of a run inside its directory.
 pub const CONFIG_FILE: &str = "config.json";
 /// Metrics log inside a run directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const METRICS_FILE: &str = run_loop::METRICS_FILE;
 /// Best labeler (by dev accuracy) inside a run directory.
-pub const BEST_MODEL: &str = "best";
+pub const BEST_MODEL: &str = run_loop::BEST_MODEL;
 /// Final labeler inside a run directory.
-pub const FINAL_MODEL: &str = "model";
+pub const FINAL_MODEL: &str = run_loop::FINAL_MODEL;
 /// Run summary inside a run directory.
-pub const SUMMARY_FILE: &str = "summary.json";
-const STATE_FILE: &str = "state.json";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-const MODEL_DIR: &str = "model";
+pub const SUMMARY_FILE: &str = run_loop::SUMMARY_FILE;
+/// The labeler inside a checkpoint.
+const MODEL_DIR: &str = strata_train::checkpoint::MODEL;
 /// Module path prefix of the head.
 const HEAD_PATH: &str = "classifier";
 
@@ -213,25 +216,19 @@ impl LabelerTrainConfig {
     }
 }
 
-/// How a run is carried out.
-#[derive(Clone, Debug, Default)]
-pub struct LabelerTrainOptions {
-    /// Continue from the run directory's newest checkpoint.
-    pub resume: bool,
-    /// Start afresh in a directory that already holds a run.
-    pub overwrite: bool,
-    /// Progress bar on stderr.
-    pub progress: bool,
-    /// Stop after this many updates as if killed there (tests of resumption).
-    pub stop_after: Option<u64>,
-}
+/// How a run is carried out: the options of every trainer.
+pub type LabelerTrainOptions = TrainOptions;
 
 /// One dev evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DevAccuracy {
+    /// Updates done when it was measured.
     pub step: u64,
+    /// Share of the dev pairs labeled right.
     pub accuracy: f64,
+    /// Share of the dev pairs labeled at most one level off.
     pub within_1_accuracy: f64,
+    /// Dev pairs evaluated.
     pub pairs: u64,
 }
 
@@ -248,6 +245,60 @@ struct LabelerState {
     pairs_seen: u64,
     dev: Vec<DevAccuracy>,
     best: Option<DevAccuracy>,
+}
+
+impl From<RunState<DevAccuracy>> for LabelerState {
+    fn from(s: RunState<DevAccuracy>) -> Self {
+        LabelerState {
+            step: s.step,
+            steps_per_epoch: s.steps_per_epoch,
+            train_pairs: s.examples_per_epoch,
+            seed: s.seed,
+            train_seconds: s.train_seconds,
+            pairs_seen: s.examples_seen,
+            dev: s.dev,
+            best: s.best,
+        }
+    }
+}
+
+impl From<LabelerState> for RunState<DevAccuracy> {
+    fn from(s: LabelerState) -> Self {
+        RunState {
+            step: s.step,
+            steps_per_epoch: s.steps_per_epoch,
+            examples_per_epoch: s.train_pairs,
+            seed: s.seed,
+            examples_seen: s.pairs_seen,
+            train_seconds: s.train_seconds,
+            dev: s.dev,
+            best: s.best,
+        }
+    }
+}
+
+impl Evaluation for DevAccuracy {
+    fn improves_on(&self, best: &Self) -> bool {
+        self.accuracy > best.accuracy
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("dev_accuracy".into(), self.accuracy.into());
+        m.insert(
+            "dev_within_1_accuracy".into(),
+            self.within_1_accuracy.into(),
+        );
+        m.insert("dev_pairs".into(), self.pairs.into());
+        m
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "dev accuracy {:.4}, within-1 {:.4} over {} pairs",
+            self.accuracy, self.within_1_accuracy, self.pairs
+        )
+    }
 }
 
 /// What a run did.
@@ -324,33 +375,41 @@ pub fn train_labeler(
     opts: &LabelerTrainOptions,
 ) -> anyhow::Result<LabelerTrainSummary> {
     cfg.validate()?;
-    let run_dir = cfg.out.clone();
-    let has_run = run_dir.join(CONFIG_FILE).is_file() || run_dir.join("checkpoints").is_dir();
-    let resume_from = if opts.resume {
-        Some(latest_checkpoint(&run_dir)?.with_context(|| {
-            format!(
-                "cannot resume: {} holds no checkpoint (start without --resume)",
-                run_dir.display()
-            )
-        })?)
-    } else {
-        anyhow::ensure!(
-            !has_run || opts.overwrite,
-            "run directory {} already holds a run: pass --resume to continue it or --overwrite to start again",
-            run_dir.display()
-        );
-        None
-    };
-    let device = strata_model::parse_device(&cfg.device)?.autodiff();
-    let infer_device = device.clone().inner();
+    run_loop::run(&cfg.out, opts, |ck| load(cfg, opts, ck))
+}
 
-    // The model.
+/// The labeler as a [`TrainTask`]: the tokenized pairs and the labeler's configuration.
+struct LabelerTask<'a> {
+    cfg: &'a LabelerTrainConfig,
+    progress: bool,
+    model_cfg: CrossEncoderConfig,
+    tokenizer: TextTokenizer,
+    device: Device,
+    train_tokens: Vec<PairTokens>,
+    train_labels: Vec<u8>,
+    lengths: Vec<usize>,
+    dev_tokens: Vec<PairTokens>,
+    dev_labels: Vec<u8>,
+    /// Pairs in the train split (before `max_train_pairs`).
+    train_available: usize,
+    steps_per_epoch: u64,
+    /// The batches of the current epoch.
+    epoch: Option<(u64, Vec<Vec<usize>>)>,
+}
+
+/// Loads the labeler (from `checkpoint` when resuming, else from `cfg.init`) and the pairs.
+fn load<'a>(
+    cfg: &'a LabelerTrainConfig,
+    opts: &TrainOptions,
+    checkpoint: Option<&Path>,
+) -> anyhow::Result<(LabelerTask<'a>, CrossEncoder)> {
+    let device = strata_model::parse_device(&cfg.device)?.autodiff();
     let LoadedCrossEncoder {
         mut model,
         config: model_cfg,
         tokenizer_path,
         ..
-    } = match &resume_from {
+    } = match checkpoint {
         Some(ck) => load_cross_encoder(&ck.join(MODEL_DIR), &device)?,
         None if is_labeler_dir(&cfg.init) => load_cross_encoder(&cfg.init, &device)
             .with_context(|| format!("loading the initial labeler {}", cfg.init.display()))?,
@@ -378,300 +437,194 @@ pub fn train_labeler(
         data.train.len() + data.dev.len() + data.test.len()
     );
     let train_tokens = tokenize_pairs(&tokenizer, &data.texts(&train_js))?;
-    let train_labels: Vec<u8> = train_js.iter().map(|j| j.label).collect();
     let dev_tokens = tokenize_pairs(&tokenizer, &data.texts(&dev_js))?;
-    let dev_labels: Vec<u8> = dev_js.iter().map(|j| j.label).collect();
-    let lengths: Vec<usize> = train_tokens.iter().map(PairTokens::len).collect();
+    let task = LabelerTask {
+        cfg,
+        progress: opts.progress,
+        steps_per_epoch: train_tokens.len().div_ceil(cfg.batch_size) as u64,
+        lengths: train_tokens.iter().map(PairTokens::len).collect(),
+        train_labels: train_js.iter().map(|j| j.label).collect(),
+        train_tokens,
+        dev_labels: dev_js.iter().map(|j| j.label).collect(),
+        dev_tokens,
+        train_available: data.train.len(),
+        model_cfg,
+        tokenizer,
+        device,
+        epoch: None,
+    };
+    Ok((task, model))
+}
 
-    // The run directory is touched only once the model and the data are known to be good.
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
-    if resume_from.is_none() {
-        for stale in ["checkpoints", BEST_MODEL, FINAL_MODEL] {
-            let p = run_dir.join(stale);
-            if p.exists() {
-                std::fs::remove_dir_all(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-            }
+impl TrainTask for LabelerTask<'_> {
+    type Module = CrossEncoder;
+    type Eval = DevAccuracy;
+    type State = LabelerState;
+    type Summary = LabelerTrainSummary;
+    const CONFIG_FILE: &'static str = CONFIG_FILE;
+    const LABEL: &'static str = "labeler";
+    const UNIT: &'static str = "pairs";
+    const LOSS_SMOOTHING: f64 = 0.05;
+
+    fn settings(&self) -> LoopSettings {
+        let cfg = self.cfg;
+        LoopSettings {
+            steps_per_epoch: self.steps_per_epoch,
+            examples_per_epoch: self.train_tokens.len(),
+            epochs: cfg.epochs,
+            max_steps: cfg.max_steps,
+            warmup_steps: None,
+            warmup_ratio: cfg.warmup_ratio,
+            adamw: cfg.adamw,
+            lr: cfg.lr,
+            grad_clip: cfg.grad_clip,
+            eval_every: cfg.eval_every,
+            eval_at_start: false,
+            checkpoint_every: cfg.checkpoint_every,
+            keep_checkpoints: cfg.keep_checkpoints,
+            seed: cfg.seed,
         }
-        let _ = std::fs::remove_file(run_dir.join(METRICS_FILE));
-    }
-    write_atomic(
-        &run_dir.join(CONFIG_FILE),
-        serde_json::to_string_pretty(cfg)?.as_bytes(),
-    )?;
-
-    // The schedule.
-    let steps_per_epoch = train_tokens.len().div_ceil(cfg.batch_size) as u64;
-    let mut total = steps_per_epoch * cfg.epochs as u64;
-    if cfg.max_steps > 0 {
-        total = total.min(cfg.max_steps);
-    }
-    let warmup = ((cfg.warmup_ratio * total as f64).round() as u64).min(total);
-
-    let mut optimizer = AdamW::new(cfg.adamw);
-    let mut state = LabelerState {
-        step: 0,
-        steps_per_epoch,
-        train_pairs: train_tokens.len(),
-        seed: cfg.seed,
-        train_seconds: 0.0,
-        pairs_seen: 0,
-        dev: Vec::new(),
-        best: None,
-    };
-    if let Some(ck) = &resume_from {
-        optimizer = AdamW::load(cfg.adamw, &ck.join(OPTIMIZER_FILE))?;
-        let p = ck.join(STATE_FILE);
-        let text =
-            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        state = serde_json::from_str(&text)
-            .with_context(|| format!("{}: invalid trainer state", p.display()))?;
-        anyhow::ensure!(
-            state.steps_per_epoch == steps_per_epoch
-                && state.train_pairs == train_tokens.len()
-                && state.seed == cfg.seed,
-            "cannot resume from {}: it was made with {} training pairs, {} updates per epoch and seed {}; this configuration gives {}, {steps_per_epoch} and {} (the data, batch size or seed changed)",
-            ck.display(),
-            state.train_pairs,
-            state.steps_per_epoch,
-            state.seed,
-            train_tokens.len(),
-            cfg.seed
-        );
-    }
-    let mut model = fresh_params(model);
-    if resume_from.is_some() {
-        optimizer.check_against(&model)?;
-    }
-    let start_step = state.step;
-    let mut metrics = MetricsLog::open(&run_dir, resume_from.as_ref().map(|_| start_step))?;
-
-    let bar = opts.progress.then(|| {
-        let b = ProgressBar::new(total);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} labeler [{bar:30}] {pos}/{len} updates {msg} eta {eta} ({elapsed})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b.set_position(start_step);
-        b
-    });
-    let say = |msg: String| match &bar {
-        Some(b) if !b.is_hidden() => b.println(msg),
-        _ => tracing::info!("{msg}"),
-    };
-    let train_counts = super::metrics::level_counts(&train_labels);
-    say(format!(
-        "training a cross-encoder labeler from {} on {} pairs (of {} in the train split; levels 0/1/2: {}/{}/{}), {} dev pairs, {total} updates of {} pairs, max_len {}",
-        cfg.init.display(),
-        train_tokens.len(),
-        data.train.len(),
-        train_counts[0],
-        train_counts[1],
-        train_counts[2],
-        dev_tokens.len(),
-        cfg.batch_size,
-        model_cfg.max_len
-    ));
-    if let Some(ck) = &resume_from {
-        say(format!(
-            "resuming from {} (update {start_step})",
-            ck.display()
-        ));
     }
 
-    let limits = BatchLimits {
-        max_batch: cfg.eval_batch,
-        max_tokens: cfg.eval_tokens,
-    };
-    let pad_id = tokenizer.pad_id();
-    let evaluate = |model: &CrossEncoder,
-                    state: &mut LabelerState,
-                    metrics: &mut MetricsLog|
-     -> anyhow::Result<()> {
-        if dev_tokens.is_empty() {
-            return Ok(());
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn config_text(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string_pretty(self.cfg)?)
+    }
+
+    fn describe(&self, schedule: &Schedule) -> String {
+        let counts = super::metrics::level_counts(&self.train_labels);
+        format!(
+            "training a cross-encoder labeler from {} on {} pairs (of {} in the train split; levels 0/1/2: {}/{}/{}), {} dev pairs, {} updates of {} pairs, max_len {}",
+            self.cfg.init.display(),
+            self.train_tokens.len(),
+            self.train_available,
+            counts[0],
+            counts[1],
+            counts[2],
+            self.dev_tokens.len(),
+            schedule.total,
+            self.cfg.batch_size,
+            self.model_cfg.max_len
+        )
+    }
+
+    fn groups(&self, path: &str, factor: f64) -> GroupSettings {
+        groups(self.cfg, factor)(path)
+    }
+
+    fn step(
+        &mut self,
+        module: &CrossEncoder,
+        step: u64,
+        grads: &mut GradBuffer,
+    ) -> anyhow::Result<StepOutcome> {
+        let cfg = self.cfg;
+        let epoch = step / self.steps_per_epoch;
+        if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let b = epoch_batches(
+                &self.lengths,
+                cfg.batch_size,
+                cfg.sort_window,
+                cfg.seed,
+                epoch,
+            );
+            self.epoch = Some((epoch, b));
         }
-        let t = Instant::now();
-        let inference = for_inference(model);
-        let run = || {
-            predict(
-                &inference,
-                &model_cfg,
-                pad_id,
-                &dev_tokens,
-                limits,
-                &infer_device,
-                opts.progress,
-            )
+        let batch = self
+            .epoch
+            .as_ref()
+            .and_then(|(_, b)| b.get((step % self.steps_per_epoch) as usize))
+            .with_context(|| format!("epoch {epoch} has no batch for update {}", step + 1))?;
+        let refs: Vec<&PairTokens> = batch.iter().map(|&i| &self.train_tokens[i]).collect();
+        let labels: Vec<u8> = batch.iter().map(|&i| self.train_labels[i]).collect();
+        let pb = PairBatch::pad(&refs, self.tokenizer.pad_id());
+        let logits = module.forward(&pb, self.model_cfg.pooling, &self.device);
+        let loss = cross_entropy(logits, &labels, cfg.class_weights, &self.device)?;
+        let value = loss.clone().into_scalar::<f64>();
+        anyhow::ensure!(value.is_finite(), "the loss is {value}: training diverged");
+        let mut g = loss.backward();
+        grads.accumulate(module, &mut g, 1.0);
+        let mut fields = Map::new();
+        fields.insert("tokens".into(), pb.len.into());
+        Ok(StepOutcome {
+            loss: value,
+            loss_per_example: value,
+            examples: batch.len() as u64,
+            fields,
+        })
+    }
+
+    fn evaluate(&self, module: &CrossEncoder, step: u64) -> anyhow::Result<Option<DevAccuracy>> {
+        if self.dev_tokens.is_empty() {
+            return Ok(None);
+        }
+        let limits = BatchLimits {
+            max_batch: self.cfg.eval_batch,
+            max_tokens: self.cfg.eval_tokens,
         };
-        let probs = match &bar {
-            Some(b) => b.suspend(run)?,
-            None => run()?,
-        };
-        let m = ConfusionMatrix::from_pairs(&dev_labels, &argmax(&probs))?;
-        let point = DevAccuracy {
-            step: state.step,
+        let probs = predict(
+            &for_inference(module),
+            &self.model_cfg,
+            self.tokenizer.pad_id(),
+            &self.dev_tokens,
+            limits,
+            &self.device.clone().inner(),
+            self.progress,
+        )?;
+        let m = ConfusionMatrix::from_pairs(&self.dev_labels, &argmax(&probs))?;
+        Ok(Some(DevAccuracy {
+            step,
             accuracy: m.accuracy(),
             within_1_accuracy: m.within_1_accuracy(),
             pairs: m.total(),
-        };
-        state.dev.push(point);
-        let improved = state.best.is_none_or(|b| point.accuracy > b.accuracy);
-        if improved {
-            state.best = Some(point);
-            save_cross_encoder(
-                &run_dir.join(BEST_MODEL),
-                &inference,
-                &model_cfg,
-                &tokenizer,
-            )?;
-        }
-        metrics.write(serde_json::json!({
-            "step": point.step,
-            "dev_accuracy": point.accuracy,
-            "dev_within_1_accuracy": point.within_1_accuracy,
-            "dev_pairs": point.pairs,
-            "best": improved,
-            "eval_s": t.elapsed().as_secs_f64(),
-        }))?;
-        say(format!(
-            "update {}: dev accuracy {:.4}, within-1 {:.4} over {} pairs{}",
-            point.step,
-            point.accuracy,
-            point.within_1_accuracy,
-            point.pairs,
-            if improved { " (best)" } else { "" }
-        ));
-        Ok(())
-    };
+        }))
+    }
 
-    let mut epoch_cache: Option<(u64, Vec<Vec<usize>>)> = None;
-    let mut grads = GradBuffer::new();
-    let mut last_loss = None;
-    let mut smoothed: Option<f64> = None;
-    let (mut session_pairs, mut session_seconds) = (0u64, 0f64);
-    let mut stopped_early = false;
-    for step in start_step..total {
-        let t0 = Instant::now();
-        let epoch = step / steps_per_epoch;
-        if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let b = epoch_batches(&lengths, cfg.batch_size, cfg.sort_window, cfg.seed, epoch);
-            epoch_cache = Some((epoch, b));
-        }
-        let batches = &epoch_cache.as_ref().expect("epoch batches").1;
-        let batch = &batches[(step % steps_per_epoch) as usize];
-        let refs: Vec<&PairTokens> = batch.iter().map(|&i| &train_tokens[i]).collect();
-        let labels: Vec<u8> = batch.iter().map(|&i| train_labels[i]).collect();
-        let pb = PairBatch::pad(&refs, pad_id);
-        // Dropout draws depend only on the seed and the update.
-        device.seed(combine(&[cfg.seed, step, 0x44524f50]));
-        let logits = model.forward(&pb, model_cfg.pooling, &device);
-        let loss = cross_entropy(logits, &labels, cfg.class_weights, &device)?;
-        let value = loss.clone().into_scalar::<f64>();
-        anyhow::ensure!(
-            value.is_finite(),
-            "update {}: the loss is {value}: training diverged",
-            step + 1
-        );
-        grads.clear();
-        let mut g = loss.backward();
-        grads.accumulate(&model, &mut g, 1.0);
-        let grad_norm = if cfg.grad_clip > 0.0 {
-            grads.clip_global_norm(cfg.grad_clip)
-        } else {
-            grads.global_norm()
-        };
-        let factor = warmup_linear(step, warmup, total);
-        model = optimizer.step(model, &grads, &groups(cfg, factor));
-        let dt = t0.elapsed().as_secs_f64();
-        session_seconds += dt;
-        session_pairs += batch.len() as u64;
-        state.step = step + 1;
-        state.train_seconds += dt;
-        state.pairs_seen += batch.len() as u64;
-        last_loss = Some(value);
-        let ema = smoothed.map_or(value, |s| 0.95 * s + 0.05 * value);
-        smoothed = Some(ema);
-        let rate = session_pairs as f64 / session_seconds.max(1e-9);
-        metrics.write(serde_json::json!({
-            "step": state.step,
-            "epoch": epoch,
-            "loss": value,
-            "lr": cfg.lr * factor,
-            "grad_norm": grad_norm,
-            "pairs": batch.len(),
-            "tokens": pb.len,
-            "pairs_per_s": rate,
-            "step_s": dt,
-        }))?;
-        if let Some(b) = &bar {
-            b.set_message(format!("loss {ema:.4} {rate:.1} pairs/s"));
-            b.set_position(state.step);
-        }
-        let at_end = state.step == total;
-        let eval_now = at_end
-            || if cfg.eval_every > 0 {
-                state.step.is_multiple_of(cfg.eval_every)
-            } else {
-                state.step.is_multiple_of(steps_per_epoch)
-            };
-        if eval_now {
-            evaluate(&model, &mut state, &mut metrics)?;
-        }
-        let ckpt_now =
-            at_end || (cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every));
-        if ckpt_now {
-            write_checkpoint(&run_dir, state.step, cfg.keep_checkpoints, |dir| {
-                save_cross_encoder(&dir.join(MODEL_DIR), &model, &model_cfg, &tokenizer)?;
-                optimizer.save(&dir.join(OPTIMIZER_FILE))?;
-                std::fs::write(dir.join(STATE_FILE), serde_json::to_string_pretty(&state)?)
-                    .context("cannot write the trainer state")
-            })?;
-        }
-        if opts.stop_after == Some(state.step) && !at_end {
-            stopped_early = true;
-            break;
+    fn save_model(&self, module: &CrossEncoder, dir: &Path) -> anyhow::Result<()> {
+        save_cross_encoder(
+            dir,
+            &for_inference(module),
+            &self.model_cfg,
+            &self.tokenizer,
+        )?;
+        Ok(())
+    }
+
+    fn save_checkpoint(&self, module: &CrossEncoder, dir: &Path) -> anyhow::Result<()> {
+        save_cross_encoder(
+            &dir.join(MODEL_DIR),
+            module,
+            &self.model_cfg,
+            &self.tokenizer,
+        )?;
+        Ok(())
+    }
+
+    fn summary(&self, _module: &CrossEncoder, o: RunOutcome<DevAccuracy>) -> LabelerTrainSummary {
+        LabelerTrainSummary {
+            run_dir: o.run_dir,
+            model_dir: o.model_dir,
+            best_dir: o.best_dir,
+            steps: o.steps,
+            total_steps: o.total_steps,
+            steps_per_epoch: o.steps_per_epoch,
+            train_pairs: self.train_tokens.len(),
+            train_pairs_available: self.train_available,
+            pairs_seen: o.examples_seen,
+            dev_pairs: self.dev_tokens.len(),
+            train_level_counts: super::metrics::level_counts(&self.train_labels),
+            resumed_from: o.resumed_from,
+            stopped_early: o.stopped_early,
+            final_loss: o.final_loss,
+            dev: o.dev,
+            best: o.best,
+            train_seconds: o.train_seconds,
+            pairs_per_second: o.examples_per_second,
         }
     }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    let model_dir = if stopped_early {
-        None
-    } else {
-        let dir = run_dir.join(FINAL_MODEL);
-        save_cross_encoder(&dir, &for_inference(&model), &model_cfg, &tokenizer)?;
-        Some(dir)
-    };
-    let summary = LabelerTrainSummary {
-        run_dir: run_dir.clone(),
-        model_dir,
-        best_dir: state.best.map(|_| run_dir.join(BEST_MODEL)),
-        steps: state.step,
-        total_steps: total,
-        steps_per_epoch,
-        train_pairs: train_tokens.len(),
-        train_pairs_available: data.train.len(),
-        pairs_seen: state.pairs_seen,
-        dev_pairs: dev_tokens.len(),
-        train_level_counts: train_counts,
-        resumed_from: resume_from.map(|_| start_step),
-        stopped_early,
-        final_loss: last_loss,
-        dev: state.dev.clone(),
-        best: state.best,
-        train_seconds: state.train_seconds,
-        pairs_per_second: session_pairs as f64 / session_seconds.max(1e-9),
-    };
-    write_atomic(
-        &run_dir.join(SUMMARY_FILE),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    Ok(summary)
 }
 
 /// The labeler a run directory offers: its `best/` labeler, else `model/`; any other
@@ -684,4 +637,28 @@ pub fn resolve_labeler_dir(dir: &Path) -> PathBuf {
         }
     }
     dir.to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checkpoints keep the labeler's `state.json` field names; older ones without
+    /// `pairs_seen` still read.
+    #[test]
+    fn the_state_keeps_the_labeler_field_names() {
+        let text = r#"{"step":5,"steps_per_epoch":9,"train_pairs":130,"seed":9,"train_seconds":1.5,"pairs_seen":80,"dev":[{"step":5,"accuracy":0.5,"within_1_accuracy":0.875,"pairs":40}],"best":{"step":5,"accuracy":0.5,"within_1_accuracy":0.875,"pairs":40}}"#;
+        let saved: LabelerState = serde_json::from_str(text).unwrap();
+        let general = RunState::from(saved);
+        assert_eq!(
+            (general.examples_per_epoch, general.examples_seen),
+            (130, 80)
+        );
+        assert_eq!(general.best.map(|b| b.pairs), Some(40));
+        let again = serde_json::to_string(&LabelerState::from(general)).unwrap();
+        assert_eq!(again, text);
+        let older = text.replace(r#""pairs_seen":80,"#, "");
+        let saved: LabelerState = serde_json::from_str(&older).unwrap();
+        assert_eq!(RunState::from(saved).examples_seen, 0);
+    }
 }
