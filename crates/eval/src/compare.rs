@@ -377,8 +377,8 @@ fn run_query_scores(
     dir: &Path,
 ) -> anyhow::Result<std::collections::BTreeMap<String, crate::evaluate::QueryScores>> {
     let path = dir.join("rankings.jsonl");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = std::collections::BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -397,8 +397,14 @@ fn run_query_scores(
                 n + 1
             );
         }
-        let scores: crate::evaluate::QueryScores = serde_json::from_value(v.clone())
-            .with_context(|| format!("{} line {}: invalid per-query metrics", path.display(), n + 1))?;
+        let scores: crate::evaluate::QueryScores =
+            serde_json::from_value(v.clone()).with_context(|| {
+                format!(
+                    "{} line {}: invalid per-query metrics",
+                    path.display(),
+                    n + 1
+                )
+            })?;
         out.insert(query.to_string(), scores);
     }
     Ok(out)
@@ -673,9 +679,15 @@ mod tests {
         let rows = paired_metrics(&[run.as_path()], &base, &["ndcg@10", "recall@100"]).unwrap();
         assert_eq!(rows.len(), 4);
         let n = &rows[2];
-        assert_eq!((n.name.as_str(), n.metric.as_str(), n.queries), ("run", "ndcg@10", 2));
+        assert_eq!(
+            (n.name.as_str(), n.metric.as_str(), n.queries),
+            ("run", "ndcg@10", 2)
+        );
         // Differences +0.2 and +0.4: mean +0.3, SE = sd([0.2, 0.4]) / sqrt 2 = 0.1.
-        assert!((n.diff - 0.3).abs() < 1e-9 && (n.se - 0.1).abs() < 1e-9, "{n:?}");
+        assert!(
+            (n.diff - 0.3).abs() < 1e-9 && (n.se - 0.1).abs() < 1e-9,
+            "{n:?}"
+        );
         assert!((n.mean - 0.65).abs() < 1e-9);
         assert_eq!((n.up, n.down), (2, 0));
         assert!(n.significant());
@@ -684,12 +696,26 @@ mod tests {
         assert!(!r.significant());
         assert_eq!((rows[0].queries, rows[0].diff), (4, 0.0));
         let md = paired_metrics_markdown(&rows);
-        assert!(md.contains("| run | ndcg@10 | 2 | 0.6500 | +0.3000 ± 0.1000 * | 2/0 |"), "{md}");
+        assert!(
+            md.contains("| run | ndcg@10 | 2 | 0.6500 | +0.3000 ± 0.1000 * | 2/0 |"),
+            "{md}"
+        );
         // Unknown metrics and runs written before per-query metrics are errors naming them.
-        let e = paired_metrics(&[run.as_path()], &base, &["mrr"]).unwrap_err().to_string();
+        let e = paired_metrics(&[run.as_path()], &base, &["mrr"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mrr"), "{e}");
-        std::fs::write(run.join("rankings.jsonl"), "{\"query\": \"a\", \"items\": []}\n").unwrap();
-        let e = paired_metrics(&[run.as_path()], &base, &["ndcg@10"]).unwrap_err().to_string();
-        assert!(e.contains("rankings.jsonl line 1") && e.contains("ndcg@10"), "{e}");
+        std::fs::write(
+            run.join("rankings.jsonl"),
+            "{\"query\": \"a\", \"items\": []}\n",
+        )
+        .unwrap();
+        let e = paired_metrics(&[run.as_path()], &base, &["ndcg@10"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rankings.jsonl line 1") && e.contains("ndcg@10"),
+            "{e}"
+        );
     }
 }

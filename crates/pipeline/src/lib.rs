@@ -151,9 +151,7 @@ impl PipelineConfig {
                     d.items >= 100 && d.queries >= 20,
                     "data: the synthetic marketplace needs at least 100 items and 20 queries"
                 );
-                d.split
-                    .validate()
-                    .context("config field `data.split`")?;
+                d.split.validate().context("config field `data.split`")?;
                 if let Some(l) = &d.labeler {
                     l.expect("data.labeler", &PIPELINE_LABELERS)?;
                 }
