@@ -18,7 +18,7 @@ use strata_data::Item;
 use strata_data::progress::Progress;
 use strata_serving_postgres::testing::PgCluster;
 use strata_serving_postgres::{
-    BackendOptions, ExportBatch, ExportOptions, Fusion, HnswParams, PgBackend, SearchMode, export,
+    BackendOptions, ExportBatch, ExportOptions, Fusion, PgBackend, PgHnswParams, SearchMode, export,
 };
 
 struct Stages;
@@ -133,7 +133,7 @@ fn main() {
         let batch = ExportBatch::new(&items, &texts, &embeddings).unwrap();
         let options = ExportOptions {
             table: "bench".into(),
-            hnsw: HnswParams { m: 16, ef_construction: 64 },
+            hnsw: PgHnswParams { m: 16, ef_construction: 64 },
             maintenance_work_mem: Some("2GB".into()),
             ..ExportOptions::default()
         };

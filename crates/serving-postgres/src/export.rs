@@ -13,7 +13,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Kind, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-use crate::schema::{HnswParams, MAX_HNSW_DIM, Metric, Names, ident, validate_table_name};
+use crate::schema::{MAX_HNSW_DIM, Metric, Names, PgHnswParams, ident, validate_table_name};
 use crate::{Error, Result};
 
 /// Largest accepted deviation of an embedding's L2 norm from 1.
@@ -129,7 +129,7 @@ pub struct ExportOptions {
     /// Distance of the HNSW index.
     pub metric: Metric,
     /// HNSW build parameters.
-    pub hnsw: HnswParams,
+    pub hnsw: PgHnswParams,
     /// `maintenance_work_mem` for the index builds (e.g. "1GB"); the HNSW build slows down a
     /// lot once its graph no longer fits. `None` keeps the server's setting.
     pub maintenance_work_mem: Option<String>,
@@ -146,7 +146,7 @@ impl Default for ExportOptions {
         ExportOptions {
             table: "strata_items".into(),
             metric: Metric::Cosine,
-            hnsw: HnswParams::default(),
+            hnsw: PgHnswParams::default(),
             maintenance_work_mem: Some("1GB".into()),
             parallel_workers: None,
             metadata: None,
@@ -161,7 +161,7 @@ pub struct ExportReport {
     pub items: u64,
     pub dim: usize,
     pub metric: Metric,
-    pub hnsw: HnswParams,
+    pub hnsw: PgHnswParams,
     /// Seconds spent creating the staging table and copying the rows in.
     pub copy_seconds: f64,
     /// Seconds spent building the primary key, HNSW and full-text indexes.

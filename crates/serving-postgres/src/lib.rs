@@ -48,7 +48,7 @@ pub mod testing;
 
 pub use error::Error;
 pub use export::{ExportBatch, ExportOptions, ExportReport, export};
-pub use schema::{HnswParams, Metric, TableInfo, validate_table_name};
+pub use schema::{Metric, PgHnswParams, TableInfo, validate_table_name};
 pub use search::{BackendOptions, PgBackend, SearchHit, SearchMode};
 pub use serving::{METADATA_KIND, PgSearchBackend, TableMetadata, export_index};
 pub use strata_retrieval::hybrid::Fusion;

@@ -105,25 +105,26 @@ impl Metric {
     }
 }
 
-/// HNSW build parameters.
+/// pgvector's HNSW build parameters (its `m` and `ef_construction`, within pgvector's ranges);
+/// not strata-retrieval's `HnswParams`, which configure usearch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HnswParams {
+pub struct PgHnswParams {
     /// Maximum connections per layer (pgvector's default 16, allowed 2 to 100).
     pub m: u32,
     /// Candidate list size while building (default 64, at least 2 * m, at most 1000).
     pub ef_construction: u32,
 }
 
-impl Default for HnswParams {
+impl Default for PgHnswParams {
     fn default() -> Self {
-        HnswParams {
+        PgHnswParams {
             m: 16,
             ef_construction: 64,
         }
     }
 }
 
-impl HnswParams {
+impl PgHnswParams {
     /// Checks the ranges pgvector accepts.
     pub fn validate(&self) -> Result<()> {
         if !(2..=100).contains(&self.m) {
@@ -155,7 +156,7 @@ pub struct TableInfo {
     /// Distance of the HNSW index.
     pub metric: Metric,
     /// Build parameters of the HNSW index (pgvector's defaults where not set explicitly).
-    pub hnsw: HnswParams,
+    pub hnsw: PgHnswParams,
     /// Whether the full-text (GIN) index is present.
     pub text_index: bool,
     /// Size of the table with its indexes and TOAST data, in bytes.
@@ -265,7 +266,7 @@ pub(crate) async fn describe(client: &impl GenericClient, table: &str) -> Result
                     "the HNSW index of {table:?} uses operator class {opclass}; expected vector_cosine_ops or vector_ip_ops"
                 ))
             })?;
-            let mut params = HnswParams::default();
+            let mut params = PgHnswParams::default();
             for o in &options {
                 if let Some(v) = o.strip_prefix("m=") {
                     params.m = v.parse().unwrap_or(params.m);
@@ -333,9 +334,9 @@ mod tests {
 
     #[test]
     fn hnsw_params_are_checked() {
-        assert!(HnswParams::default().validate().is_ok());
+        assert!(PgHnswParams::default().validate().is_ok());
         assert!(
-            HnswParams {
+            PgHnswParams {
                 m: 1,
                 ef_construction: 64
             }
@@ -343,7 +344,7 @@ mod tests {
             .is_err()
         );
         assert!(
-            HnswParams {
+            PgHnswParams {
                 m: 16,
                 ef_construction: 31
             }
@@ -351,7 +352,7 @@ mod tests {
             .is_err()
         );
         assert!(
-            HnswParams {
+            PgHnswParams {
                 m: 16,
                 ef_construction: 32
             }
@@ -359,7 +360,7 @@ mod tests {
             .is_ok()
         );
         assert!(
-            HnswParams {
+            PgHnswParams {
                 m: 16,
                 ef_construction: 1001
             }

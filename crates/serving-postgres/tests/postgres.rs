@@ -7,7 +7,7 @@ use strata_data::Item;
 use strata_data::progress::NoProgress;
 use strata_serving_postgres::testing::PgCluster;
 use strata_serving_postgres::{
-    BackendOptions, Error, ExportBatch, ExportOptions, Fusion, HnswParams, Metric, PgBackend,
+    BackendOptions, Error, ExportBatch, ExportOptions, Fusion, Metric, PgBackend, PgHnswParams,
     SearchHit, SearchMode, export,
 };
 
@@ -118,7 +118,7 @@ fn export_round_trip_info_and_errors() {
     runtime().block_on(async {
         let options = ExportOptions {
             table: "catalog".into(),
-            hnsw: HnswParams { m: 8, ef_construction: 40 },
+            hnsw: PgHnswParams { m: 8, ef_construction: 40 },
             ..ExportOptions::default()
         };
         let report = export(&url, &catalog.batch(), &options, &NoProgress).await.unwrap();
@@ -128,7 +128,7 @@ fn export_round_trip_info_and_errors() {
         assert_eq!(backend.count().await.unwrap(), 300);
         let info = backend.info().await.unwrap();
         assert_eq!((info.items, info.dim, info.metric), (300, 16, Metric::Cosine));
-        assert_eq!(info.hnsw, HnswParams { m: 8, ef_construction: 40 });
+        assert_eq!(info.hnsw, PgHnswParams { m: 8, ef_construction: 40 });
         assert!(info.text_index && info.bytes > 0);
 
         // Every field is stored as given.
@@ -155,7 +155,7 @@ fn export_round_trip_info_and_errors() {
         let options = ExportOptions {
             table: "catalog".into(),
             metric: Metric::InnerProduct,
-            hnsw: HnswParams { m: 12, ef_construction: 48 },
+            hnsw: PgHnswParams { m: 12, ef_construction: 48 },
             ..ExportOptions::default()
         };
         export(&url, &smaller.batch(), &options, &NoProgress).await.unwrap();
@@ -164,7 +164,7 @@ fn export_round_trip_info_and_errors() {
         let reopened = PgBackend::connect(&url, "catalog").await.unwrap();
         let info = reopened.info().await.unwrap();
         assert_eq!((info.items, info.metric), (120, Metric::InnerProduct));
-        assert_eq!(info.hnsw, HnswParams { m: 12, ef_construction: 48 });
+        assert_eq!(info.hnsw, PgHnswParams { m: 12, ef_construction: 48 });
         assert_eq!(
             pg.psql("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'catalog%'")
                 .unwrap(),
@@ -221,7 +221,7 @@ fn export_round_trip_info_and_errors() {
         // the table alone; so does an unreachable server.
         let bad = ExportOptions {
             table: "catalog".into(),
-            hnsw: HnswParams { m: 16, ef_construction: 8 },
+            hnsw: PgHnswParams { m: 16, ef_construction: 8 },
             ..ExportOptions::default()
         };
         assert!(export(&url, &catalog.batch(), &bad, &NoProgress).await.is_err());
@@ -249,7 +249,7 @@ fn semantic_search_matches_brute_force() {
     runtime().block_on(async {
         let options = ExportOptions {
             table: "vectors".into(),
-            hnsw: HnswParams {
+            hnsw: PgHnswParams {
                 m: 16,
                 ef_construction: 100,
             },

@@ -923,7 +923,7 @@ fn pgvector_backend_serves_the_same_search_as_the_index() {
     use strata_data::progress::NoProgress;
     use strata_serving_postgres::testing::PgCluster;
     use strata_serving_postgres::{
-        BackendOptions, ExportOptions, HnswParams as PgHnsw, PgSearchBackend, export_index,
+        BackendOptions, ExportOptions, PgHnswParams as PgHnsw, PgSearchBackend, export_index,
     };
     let pg = PgCluster::start().unwrap_or_else(|e| panic!("could not start PostgreSQL: {e}"));
     let tmp = tempfile::tempdir().unwrap();

@@ -314,7 +314,7 @@ fn delete(a: DeleteArgs) -> anyhow::Result<()> {
 }
 
 fn export(a: ExportArgs) -> anyhow::Result<()> {
-    use strata_serving_postgres::{ExportOptions, HnswParams as PgHnsw, export_index};
+    use strata_serving_postgres::{ExportOptions, PgHnswParams as PgHnsw, export_index};
     let index = ItemIndex::open(&a.index)?;
     let options = ExportOptions {
         table: a.table.clone(),
