@@ -329,15 +329,17 @@ pub fn paired_margins_markdown(rows: &[PairedMargins]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {:.4} | {:.4} | {:+.4} ± {:.4} | {:+.4} ± {:.4} | {}/{} | {:.3} | {:.3} |\n",
+            "| {} | {} | {:.4} | {:.4} | {:+.4} ± {:.4}{} | {:+.4} ± {:.4}{} | {}/{} | {:.3} | {:.3} |\n",
             r.name,
             r.queries,
             r.avg_margin,
             r.worst_margin,
             r.avg_diff,
             r.avg_se,
+            star(r.avg_diff, r.avg_se),
             r.worst_diff,
             r.worst_se,
+            star(r.worst_diff, r.worst_se),
             r.worst_up,
             r.worst_down,
             r.score_sd,
@@ -368,7 +370,7 @@ pub struct PairedMetric {
 impl PairedMetric {
     /// Whether the difference exceeds twice its standard error (about 95% confidence).
     pub fn significant(&self) -> bool {
-        self.se.is_finite() && self.diff.abs() > 2.0 * self.se
+        !star(self.diff, self.se).is_empty()
     }
 }
 
@@ -456,6 +458,15 @@ fn run_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// ` *` when a difference exceeds twice its standard error (about 95% confidence).
+fn star(diff: f64, se: f64) -> &'static str {
+    if se.is_finite() && diff.abs() > 2.0 * se {
+        " *"
+    } else {
+        ""
+    }
 }
 
 /// The paired metric table as Markdown, one row per run and metric; a difference beyond
@@ -625,7 +636,13 @@ mod tests {
         );
         assert!(r.score_sd > 0.0 && (r.worst_in_sd - r.worst_margin / r.score_sd).abs() < 1e-9);
         let md = paired_margins_markdown(&rows);
-        assert!(md.contains("| run | 2 | 0.4000 | 0.2000 | +0.3000"), "{md}");
+        // The average-margin gain is beyond two standard errors (marked), the worst's is not.
+        assert!(
+            md.contains(
+                "| run | 2 | 0.4000 | 0.2000 | +0.3000 ± 0.1000 * | +0.2000 ± 0.2000 | 1/0 |"
+            ),
+            "{md}"
+        );
         // A damaged file names its line and field.
         std::fs::write(
             run.join("judged_scores.tsv"),

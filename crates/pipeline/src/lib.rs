@@ -546,7 +546,7 @@ fn paired_sections(runs: &Path) -> String {
             continue;
         }
         out.push_str(&format!(
-            "Hard-pair margins per query, {title} (mean difference ± standard error over the queries that qualify in both runs):\n\n"
+            "Hard-pair margins per query, {title} (mean difference ± standard error over the queries that qualify in both runs; `*`: beyond two standard errors):\n\n"
         ));
         match strata_eval::compare::paired_margins(&dense_paths, base, hard) {
             Ok(rows) => out.push_str(&strata_eval::compare::paired_margins_markdown(&rows)),
