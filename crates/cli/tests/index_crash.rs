@@ -37,6 +37,24 @@ fn catalog(path: &Path, titles: &[(&str, &str)]) {
     std::fs::write(path, s).unwrap();
 }
 
+/// `strata index build` of `base.tsv` into `out` with `model`, in `dir`.
+fn build(model: &str, out: &str, dir: &Path) {
+    ok(&strata(
+        &[
+            "index",
+            "build",
+            "--model",
+            model,
+            "--catalog",
+            "base.tsv",
+            "--out",
+            out,
+        ],
+        dir,
+        None,
+    ));
+}
+
 #[test]
 fn index_add_killed_mid_write_leaves_a_servable_index() {
     let tmp = tempfile::tempdir().unwrap();
@@ -56,20 +74,7 @@ fn index_add_killed_mid_write_leaves_a_servable_index() {
         &d.join("more.tsv"),
         &[("5", "hose nozzle sprayer"), ("6", "wood screws box")],
     );
-    ok(&strata(
-        &[
-            "index",
-            "build",
-            "--model",
-            model,
-            "--catalog",
-            "base.tsv",
-            "--out",
-            "idx",
-        ],
-        d,
-        None,
-    ));
+    build(model, "idx", d);
     let add = [
         "index", "add", "--index", "idx", "--model", model, "--items", "more.tsv",
     ];
@@ -104,20 +109,7 @@ fn index_add_killed_mid_write_leaves_a_servable_index() {
     );
 
     // An index left as older versions left a killed add: vectors appended, nothing else.
-    ok(&strata(
-        &[
-            "index",
-            "build",
-            "--model",
-            model,
-            "--catalog",
-            "base.tsv",
-            "--out",
-            "old",
-        ],
-        d,
-        None,
-    ));
+    build(model, "old", d);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(d.join("old/embeddings.f32"))

@@ -58,29 +58,27 @@ pub trait Labeler: Send + Sync {
     }
 }
 
-impl<L: Labeler + ?Sized> Labeler for Box<L> {
-    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
-        (**self).label(pairs)
-    }
-    fn identity(&self) -> String {
-        (**self).identity()
-    }
-    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
-        (**self).label_scored(pairs)
-    }
+/// Boxes, `Arc`s and references of a labeler label as the labeler does.
+macro_rules! forward_labeler {
+    ($($wrapper:ty),*) => {$(
+        impl<L: Labeler + ?Sized> Labeler for $wrapper {
+            fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+                (**self).label(pairs)
+            }
+            fn identity(&self) -> String {
+                (**self).identity()
+            }
+            fn label_scored(
+                &self,
+                pairs: &[(String, String)],
+            ) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
+                (**self).label_scored(pairs)
+            }
+        }
+    )*};
 }
 
-impl<L: Labeler + ?Sized> Labeler for std::sync::Arc<L> {
-    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
-        (**self).label(pairs)
-    }
-    fn identity(&self) -> String {
-        (**self).identity()
-    }
-    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
-        (**self).label_scored(pairs)
-    }
-}
+forward_labeler!(Box<L>, std::sync::Arc<L>, &L);
 
 /// What a lookup labeler answers for a pair it has no judgment for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -478,12 +476,14 @@ impl<L: Labeler> Labeler for CachedLabeler<L> {
     }
 }
 
-/// Labels pairs in batches of `batch` and collects the results.
+/// Labels pairs in batches of `batch` and collects the results, reporting progress per batch.
 pub fn label_in_batches(
     labeler: &dyn Labeler,
     pairs: &[(String, String)],
     batch: usize,
+    progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<Vec<Option<u8>>> {
+    progress.stage("labeling", pairs.len() as u64);
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch.max(1)) {
         let labels = labeler.label(chunk)?;
@@ -495,7 +495,9 @@ pub fn label_in_batches(
             chunk.len()
         );
         out.extend(labels);
+        progress.advance(chunk.len() as u64);
     }
+    progress.finish();
     Ok(out)
 }
 /// Which labeler a command or a configuration asks for, written `oracle`, `unjudged-zero`,

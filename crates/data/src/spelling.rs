@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use crate::hash::{Rng, hash_str};
-use crate::instances::Instance;
 use crate::record::Judgment;
 use crate::split::normalize_query;
 
@@ -48,7 +47,7 @@ pub fn keyboard_neighbours(c: char) -> &'static str {
 }
 
 /// The letter without its accent, for common Latin accented letters.
-fn strip_accent(c: char) -> Option<char> {
+pub(crate) fn strip_accent(c: char) -> Option<char> {
     let base = match c {
         'á' | 'à' | 'â' | 'ä' | 'ã' => 'a',
         'é' | 'è' | 'ê' | 'ë' => 'e',
@@ -401,36 +400,6 @@ impl SpellingVariants {
     /// Number of retained variants.
     pub fn retained(&self) -> usize {
         self.variants.iter().filter(|v| v.is_some()).count()
-    }
-
-    /// Applies the variants to instances whose `query_idx` indexes the same query list.
-    pub fn apply(&self, instances: Vec<Instance>, mode: SpellingMode) -> Vec<Instance> {
-        match mode {
-            SpellingMode::InPlace => instances
-                .into_iter()
-                .map(|mut inst| {
-                    if let Some(v) = self.get(inst.query_idx as usize) {
-                        inst.query = v.clone();
-                    }
-                    inst
-                })
-                .collect(),
-            SpellingMode::Additive => {
-                let extra: Vec<Instance> = instances
-                    .iter()
-                    .filter_map(|inst| {
-                        self.get(inst.query_idx as usize).map(|v| Instance {
-                            query_idx: inst.query_idx,
-                            query: v.clone(),
-                            items: inst.items.clone(),
-                        })
-                    })
-                    .collect();
-                let mut out = instances;
-                out.extend(extra);
-                out
-            }
-        }
     }
 
     /// (clean, noisy) pairs for a cosine regularisation term, given the clean queries.

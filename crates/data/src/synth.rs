@@ -277,7 +277,7 @@ pub fn label(
             is_source.push(k == 0);
         }
     }
-    let labels = label_in_batches(labeler, &pairs, batch)?;
+    let labels = label_in_batches(labeler, &pairs, batch, &crate::progress::NoProgress)?;
     let mut stats = SyntheticStats {
         queries: queries.len(),
         pairs: pairs.len(),

@@ -213,13 +213,28 @@ impl std::fmt::Display for TaxonomyDepth {
 }
 
 impl ItemTextConfig {
-    /// The name and the first `levels` taxonomy levels (0: the name only), the form training
-    /// and mining configurations give as `taxonomy_depth`.
+    /// The name and the first `levels` taxonomy levels (0: the name only), the form older
+    /// configurations and the `--taxonomy-depth` flags give.
     pub fn with_taxonomy_levels(levels: usize) -> Self {
         ItemTextConfig {
             depth: TaxonomyDepth::first(levels),
             template: None,
         }
+    }
+
+    /// This item text settled with a configuration's older `taxonomy_depth` field (`section`
+    /// names its table): the depth replaces a default item text; an item text and a depth
+    /// that disagree are an error naming both fields.
+    pub fn with_legacy_depth(self, depth: Option<usize>, section: &str) -> anyhow::Result<Self> {
+        let Some(levels) = depth else {
+            return Ok(self);
+        };
+        let legacy = ItemTextConfig::with_taxonomy_levels(levels);
+        anyhow::ensure!(
+            self == ItemTextConfig::default() || self == legacy,
+            "config fields `{section}.item_text` ({self}) and `{section}.taxonomy_depth` ({levels}) disagree: give `{section}.item_text` only"
+        );
+        Ok(legacy)
     }
 }
 
@@ -419,5 +434,28 @@ mod tests {
         );
         assert!(Template::parse("{name").is_err());
         assert!(Template::parse("name}").is_err());
+    }
+
+    #[test]
+    fn legacy_taxonomy_depth_settles_with_the_item_text() {
+        let d = ItemTextConfig::default();
+        assert_eq!(d.clone().with_legacy_depth(None, "data").unwrap(), d);
+        assert_eq!(
+            d.clone().with_legacy_depth(Some(0), "data").unwrap(),
+            ItemTextConfig::name_only()
+        );
+        let three = ItemTextConfig::with_taxonomy_levels(3);
+        assert_eq!(
+            three.clone().with_legacy_depth(Some(3), "data").unwrap(),
+            three
+        );
+        let e = three
+            .with_legacy_depth(Some(1), "data")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`data.item_text`") && e.contains("`data.taxonomy_depth` (1)"),
+            "{e}"
+        );
     }
 }

@@ -30,6 +30,14 @@ fn wands_fixture(dir: &Path) {
     );
 }
 
+/// (query, item id, label) of each judgment, in order.
+fn triples(judgments: &[strata_data::Judgment]) -> Vec<(&str, &str, u8)> {
+    judgments
+        .iter()
+        .map(|j| (j.query.as_str(), j.item_id.as_str(), j.label))
+        .collect()
+}
+
 #[test]
 fn wands_reads_and_maps_labels() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,11 +59,7 @@ fn wands_reads_and_maps_labels() {
     assert_eq!(bed.description.as_deref(), Some("good bed"));
     assert_eq!(bed.attributes["class"], "Beds");
     assert_eq!(bed.attributes["rating_count"], "15");
-    let labels: Vec<(&str, &str, u8)> = data
-        .judgments
-        .iter()
-        .map(|j| (j.query.as_str(), j.item_id.as_str(), j.label))
-        .collect();
+    let labels = triples(&data.judgments);
     assert_eq!(
         labels,
         [
@@ -186,11 +190,7 @@ fn esci_reads_parquet_with_locale_and_version_filters() {
         data.catalog.by_id("B01").unwrap().description.as_deref(),
         Some("Grippy")
     );
-    let labels: Vec<(&str, &str, u8)> = data
-        .judgments
-        .iter()
-        .map(|j| (j.query.as_str(), j.item_id.as_str(), j.label))
-        .collect();
+    let labels = triples(&data.judgments);
     assert_eq!(
         labels,
         [

@@ -1,29 +1,14 @@
 //! The Home Depot files as they are: header recognition, exact counts, label mapping.
 
-use std::path::PathBuf;
-
 use strata_data::adapters::homedepot::{self, HomeDepotOptions};
 use strata_data::{
     ItemTextConfig, ReadOptions, RelevanceThresholds, load_catalog, load_catalog_with,
     load_judgments,
 };
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/homedepot");
-    if dir.join("products.tsv").exists() && dir.join("judgments.tsv").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "NOTICE: {} not found; skipping the Home Depot test",
-            dir.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn generic_readers_recognise_the_home_depot_files() {
-    let Some(dir) = data_dir() else { return };
+    let dir = strata_testkit::homedepot_dir();
     let (catalog, report) =
         load_catalog_with(dir.join("products.tsv"), &ReadOptions::default()).unwrap();
     assert_eq!(report.layout, "homedepot");
@@ -55,7 +40,7 @@ fn generic_readers_recognise_the_home_depot_files() {
 
 #[test]
 fn adapter_checks_items_and_maps_relevance() {
-    let Some(dir) = data_dir() else { return };
+    let dir = strata_testkit::homedepot_dir();
     let (data, reports) = homedepot::load(&dir, &HomeDepotOptions::default()).unwrap();
     assert_eq!(data.catalog.len(), 54_667);
     assert_eq!(data.judgments.len(), 59_497);

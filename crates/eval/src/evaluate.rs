@@ -12,7 +12,7 @@ use strata_data::{Side, TextEncoder};
 
 use crate::bm25::Bm25Index;
 use crate::hybrid::{Fusion, hybrid_rank};
-use crate::input::{Catalog, LeftOut, Qrels, ResolvedQuery, UnknownItems, resolve};
+use crate::input::{Corpus, LeftOut, Qrels, ResolvedQuery, UnknownItems, resolve};
 pub use crate::margins::ScoredPair;
 use crate::margins::{MarginReport, hard_pair_margins, label_pair_margins, score_summary_by_label};
 use crate::metrics::{Mean, MeanMetric, RetrievalAtK, rerank_ndcg, retrieval_metrics};
@@ -349,7 +349,7 @@ fn pair_scores(
 
 /// Runs one evaluation.
 pub fn evaluate(
-    catalog: &Catalog,
+    catalog: &Corpus,
     qrels: &Qrels,
     system: System<'_>,
     opts: &EvalOptions,

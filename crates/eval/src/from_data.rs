@@ -4,20 +4,16 @@ use strata_data::{Catalog as DataCatalog, Judgment as DataJudgment};
 
 pub use strata_data::ItemTextConfig;
 
-use crate::input::{Catalog, InputError, Qrels};
+use crate::input::{Corpus, InputError, Qrels};
 
 /// The evaluation catalog of a strata-data catalog (same item order).
-pub fn catalog(data: &DataCatalog, how: &ItemTextConfig) -> Result<Catalog, InputError> {
-    Catalog::new(data.iter().map(|i| (i.id.clone(), how.render(i))))
+pub fn catalog(data: &DataCatalog, how: &ItemTextConfig) -> Result<Corpus, InputError> {
+    Corpus::new(data.iter().map(|i| (i.id.clone(), how.render(i))))
 }
 
 /// Judgments grouped per query.
 pub fn qrels(judgments: &[DataJudgment]) -> Result<Qrels, InputError> {
-    let mut q = Qrels::new();
-    for j in judgments {
-        q.push(j.query.clone(), j.item_id.clone(), j.label)?;
-    }
-    Ok(q)
+    Qrels::from_judgments(judgments)
 }
 
 #[cfg(test)]

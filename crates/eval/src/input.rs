@@ -1,5 +1,7 @@
-//! Evaluation inputs: the catalog (item ids and texts) and graded judgments (query, item,
-//! label), and their resolution against each other.
+//! Evaluation inputs: the corpus (item ids and their rendered texts; `strata_data::Catalog`
+//! holds the records, [`crate::from_data::catalog`] renders one) and graded judgments grouped
+//! per query ([`Qrels`], from `strata_data::Judgment`s), and their resolution against each
+//! other.
 //!
 //! Resolution never drops anything silently: judgments naming items that are not in the
 //! catalog and queries left without any judgment are counted in [`LeftOut`] (or rejected,
@@ -9,8 +11,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Highest relevance label (2 = relevant/exact, 1 = substitute or complement, 0 = irrelevant).
-pub const MAX_LABEL: u8 = 2;
+pub use strata_data::{Judgment, MAX_LABEL};
 
 pub use strata_data::gain::gain;
 
@@ -56,16 +57,16 @@ pub enum InputError {
     NothingLeft { unknown: usize, empty: usize },
 }
 
-/// The items to retrieve from: ids and texts, in a fixed order (an item's position is its
-/// index everywhere in this crate).
+/// The items to retrieve from: ids and rendered item texts, in a fixed order (an item's
+/// position is its index everywhere in this crate).
 #[derive(Clone, Debug, Default)]
-pub struct Catalog {
+pub struct Corpus {
     ids: Vec<String>,
     texts: Vec<String>,
     position: HashMap<String, u32>,
 }
 
-impl Catalog {
+impl Corpus {
     /// Builds a catalog from `(id, text)` pairs. Fails on an empty catalog or a repeated id.
     pub fn new<I, S, T>(items: I) -> Result<Self, InputError>
     where
@@ -73,7 +74,7 @@ impl Catalog {
         S: Into<String>,
         T: Into<String>,
     {
-        let mut cat = Catalog::default();
+        let mut cat = Corpus::default();
         for (id, text) in items {
             let id = id.into();
             let pos = cat.ids.len();
@@ -120,14 +121,6 @@ impl Catalog {
     }
 }
 
-/// One graded judgment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Judgment {
-    pub query: String,
-    pub item: String,
-    pub label: u8,
-}
-
 /// The judgments of one query.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueryJudgments {
@@ -155,12 +148,12 @@ impl Qrels {
     /// Groups judgments by query. Fails on a label above 2 or on the same (query, item) judged
     /// twice with different labels; a repeated identical judgment is kept once and counted in
     /// [`Qrels::duplicates`].
-    pub fn from_judgments<I: IntoIterator<Item = Judgment>>(
-        judgments: I,
+    pub fn from_judgments<'a>(
+        judgments: impl IntoIterator<Item = &'a Judgment>,
     ) -> Result<Self, InputError> {
         let mut q = Qrels::new();
         for j in judgments {
-            q.push(j.query, j.item, j.label)?;
+            q.push(j.query.clone(), j.item_id.clone(), j.label)?;
         }
         Ok(q)
     }
@@ -295,7 +288,7 @@ pub struct Resolved {
 /// Resolves judgments against a catalog: item ids become positions; unknown items and empty
 /// queries are counted (or rejected, per `unknown`). Fails when no judged query is left.
 pub fn resolve(
-    catalog: &Catalog,
+    catalog: &Corpus,
     qrels: &Qrels,
     unknown: UnknownItems,
 ) -> Result<Resolved, InputError> {
@@ -366,20 +359,16 @@ mod tests {
     use super::*;
 
     fn j(q: &str, i: &str, l: u8) -> Judgment {
-        Judgment {
-            query: q.into(),
-            item: i.into(),
-            label: l,
-        }
+        Judgment::new(q, i, l)
     }
 
     #[test]
     fn catalog_rejects_empty_and_duplicates() {
         assert!(matches!(
-            Catalog::new(Vec::<(String, String)>::new()),
+            Corpus::new(Vec::<(String, String)>::new()),
             Err(InputError::EmptyCatalog)
         ));
-        let e = Catalog::new([("a", "x"), ("b", "y"), ("a", "z")]).unwrap_err();
+        let e = Corpus::new([("a", "x"), ("b", "y"), ("a", "z")]).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -391,7 +380,7 @@ mod tests {
             ),
             "{e}"
         );
-        let c = Catalog::new([("a", "x"), ("b", "y")]).unwrap();
+        let c = Corpus::new([("a", "x"), ("b", "y")]).unwrap();
         assert_eq!(c.position("b"), Some(1));
         assert_eq!(c.position("c"), None);
     }
@@ -399,12 +388,12 @@ mod tests {
     #[test]
     fn qrels_reject_bad_labels_and_conflicts_and_merge_repeats() {
         assert!(matches!(
-            Qrels::from_judgments([j("q", "a", 3)]),
+            Qrels::from_judgments(&[j("q", "a", 3)]),
             Err(InputError::BadLabel { .. })
         ));
-        let e = Qrels::from_judgments([j("q", "a", 2), j("q", "a", 1)]).unwrap_err();
+        let e = Qrels::from_judgments(&[j("q", "a", 2), j("q", "a", 1)]).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
-        let q = Qrels::from_judgments([j("q", "a", 2), j("r", "a", 0), j("q", "a", 2)]).unwrap();
+        let q = Qrels::from_judgments(&[j("q", "a", 2), j("r", "a", 0), j("q", "a", 2)]).unwrap();
         assert_eq!(q.len(), 2);
         assert_eq!(q.n_judgments(), 2);
         assert_eq!(q.duplicates(), 1);
@@ -413,8 +402,8 @@ mod tests {
 
     #[test]
     fn resolution_counts_unknown_items_and_empty_queries() {
-        let cat = Catalog::new([("a", "x"), ("b", "y"), ("c", "z")]).unwrap();
-        let mut q = Qrels::from_judgments([
+        let cat = Corpus::new([("a", "x"), ("b", "y"), ("c", "z")]).unwrap();
+        let mut q = Qrels::from_judgments(&[
             j("q1", "c", 2),
             j("q1", "zz", 1),
             j("q1", "a", 0),
@@ -444,8 +433,8 @@ mod tests {
 
     #[test]
     fn resolution_fails_when_nothing_is_left() {
-        let cat = Catalog::new([("a", "x")]).unwrap();
-        let q = Qrels::from_judgments([j("q1", "nope", 2)]).unwrap();
+        let cat = Corpus::new([("a", "x")]).unwrap();
+        let q = Qrels::from_judgments(&[j("q1", "nope", 2)]).unwrap();
         let e = resolve(&cat, &q, UnknownItems::Count).unwrap_err();
         assert!(
             matches!(

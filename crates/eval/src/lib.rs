@@ -28,7 +28,7 @@ pub use bm25::Bm25Index;
 pub use compare::{CompareTable, compare_runs, load_run};
 pub use evaluate::{EvalOptions, EvalResult, Metrics, QueryScores, System, evaluate};
 pub use hybrid::{FusedHit, Fusion, hybrid_rank};
-pub use input::{Catalog, Judgment, LeftOut, Qrels, UnknownItems};
+pub use input::{Corpus, Judgment, LeftOut, Qrels, UnknownItems};
 pub use margins::ScoredPair;
 pub use report::{RunFiles, write_run};
 pub use search::{ExactIndex, Hit, HnswParams, VectorSearch};

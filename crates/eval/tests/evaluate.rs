@@ -7,11 +7,11 @@ use strata_data::{Side, TextEncoder};
 use strata_eval::input::{Judgment, resolve};
 use strata_eval::metrics::{judged_gains, ndcg_at_k, query_metrics, ranked_gains};
 use strata_eval::{
-    Catalog, EvalOptions, Fusion, HnswParams, Qrels, System, UnknownItems, evaluate, write_run,
+    Corpus, EvalOptions, Fusion, HnswParams, Qrels, System, UnknownItems, evaluate, write_run,
 };
 
-fn catalog() -> Catalog {
-    Catalog::new([
+fn catalog() -> Corpus {
+    Corpus::new([
         ("d1", "Cordless Drill Driver Kit 18V"),
         ("d2", "Cordless Impact Driver 18V"),
         ("d3", "Drill Bit Set Titanium"),
@@ -30,11 +30,7 @@ fn catalog() -> Catalog {
 }
 
 fn judgments() -> Vec<Judgment> {
-    let j = |q: &str, i: &str, l: u8| Judgment {
-        query: q.into(),
-        item: i.into(),
-        label: l,
-    };
+    let j = |q: &str, i: &str, l: u8| Judgment::new(q, i, l);
     vec![
         j("cordless drill", "d1", 2),
         j("cordless drill", "d2", 1),
@@ -58,7 +54,7 @@ fn judgments() -> Vec<Judgment> {
 }
 
 fn qrels() -> Qrels {
-    Qrels::from_judgments(judgments()).unwrap()
+    Qrels::from_judgments(&judgments()).unwrap()
 }
 
 #[test]
@@ -228,32 +224,22 @@ fn run_directory_holds_every_file() {
     let files = write_run(dir.path(), &r).unwrap();
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&files.metrics).unwrap()).unwrap();
-    for key in [
+    // Every metric `strata compare` shows by default, and the run's bookkeeping.
+    let bookkeeping = [
         "system",
         "model",
         "n_queries",
         "n_items",
-        "ndcg@10",
-        "ndcg@50",
-        "ndcg@100",
-        "recall@10",
-        "recall@50",
-        "recall@100",
-        "recall_strict@10",
-        "recall_strict@50",
-        "recall_strict@100",
-        "precision@10",
-        "precision@50",
-        "precision@100",
-        "rerank_ndcg",
-        "avg_margin",
-        "worst_margin",
         "margin_queries",
         "score_by_label",
         "timings",
         "left_out",
         "denominators",
-    ] {
+    ];
+    for key in strata_eval::compare::DEFAULT_METRICS
+        .iter()
+        .chain(&bookkeeping)
+    {
         assert!(metrics.get(key).is_some(), "metrics.json lacks {key}");
     }
     assert_eq!(metrics["data"]["catalog"], "catalog.tsv");
@@ -308,12 +294,7 @@ fn bad_inputs_give_clear_errors() {
     let enc = HashEncoder { dim: 16 };
     let opts = EvalOptions::default();
     // Every judgment names an unknown item.
-    let q = Qrels::from_judgments([Judgment {
-        query: "x".into(),
-        item: "nope".into(),
-        label: 2,
-    }])
-    .unwrap();
+    let q = Qrels::from_judgments(&[Judgment::new("x", "nope", 2)]).unwrap();
     let e = evaluate(&catalog(), &q, System::Bm25, &opts).unwrap_err();
     assert!(e.to_string().contains("no judged query is left"), "{e}");
     // Unknown items as errors.
@@ -332,7 +313,7 @@ fn bad_inputs_give_clear_errors() {
     };
     assert!(evaluate(&catalog(), &qrels(), System::Bm25, &ann).is_err());
     // An empty catalog cannot be built.
-    assert!(Catalog::new(Vec::<(String, String)>::new()).is_err());
+    assert!(Corpus::new(Vec::<(String, String)>::new()).is_err());
 }
 
 /// An encoder that breaks its contract.

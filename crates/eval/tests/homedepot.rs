@@ -1,23 +1,12 @@
-//! BM25 on the Home Depot judgments (skipped when the data is absent): the calibration run of
+//! BM25 on the Home Depot judgments (fails when the data is absent): the calibration run of
 //! the lexical baseline. Set `STRATA_EVAL_KEEP_RUN=DIR` to keep the run directory.
-
-use std::path::PathBuf;
 
 use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{EvalOptions, System, evaluate, write_run};
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/homedepot");
-    (dir.join("products.tsv").is_file() && dir.join("judgments.tsv").is_file())
-        .then(|| dir.canonicalize().unwrap_or(dir))
-}
-
 #[test]
 fn bm25_on_home_depot_all_judged_queries() {
-    let Some(dir) = data_dir() else {
-        eprintln!("skipping: Home Depot data not found under ../shared/data/homedepot");
-        return;
-    };
+    let dir = strata_testkit::homedepot_dir();
     let data_catalog = strata_data::load_catalog(dir.join("products.tsv")).unwrap();
     let judgments = strata_data::load_judgments(dir.join("judgments.tsv")).unwrap();
     let cat = catalog(&data_catalog, &ItemTextConfig::name_only()).unwrap();

@@ -284,7 +284,7 @@ pub fn audit(
         .iter()
         .map(|f| (f.query.clone(), f.item_id.clone()))
         .collect();
-    let labels = label_in_batches(second, &pairs, 64)
+    let labels = label_in_batches(second, &pairs, 64, &strata_data::progress::NoProgress)
         .with_context(|| format!("relabeling flagged pairs with {}", second.identity()))?;
     let mut out = judgments.to_vec();
     let mut report = AuditReport {

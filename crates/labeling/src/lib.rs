@@ -8,8 +8,12 @@
 //! - [`audit`]: the engagement audit that sends label/engagement disagreements to a second
 //!   labeler.
 //! - [`pairs`]: reading (query, item) pair files to label.
+//! - [`spec`]: the labeler a [`strata_data::LabelerSpec`] names, built ([`build_labeler`]).
 
 pub mod audit;
 pub mod cross_encoder;
 pub mod llm;
 pub mod pairs;
+pub mod spec;
+
+pub use spec::{BuiltLabeler, LabelerInputs, LlmSetup, build_labeler};

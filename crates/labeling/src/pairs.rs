@@ -10,8 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use strata_data::hash::fnv1a64;
-use strata_data::progress::Progress;
-use strata_data::{Judgment, Labeler, Source};
+
+use strata_data::{Judgment, Source};
 
 /// Pairs read from a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -158,30 +158,7 @@ pub fn read_pairs(path: impl AsRef<Path>) -> anyhow::Result<Pairs> {
     Ok(out)
 }
 
-/// Labels `pairs` in batches of `batch`, reporting progress per batch.
-pub fn label_all(
-    labeler: &dyn Labeler,
-    pairs: &[(String, String)],
-    batch: usize,
-    progress: &dyn Progress,
-) -> anyhow::Result<Vec<Option<u8>>> {
-    progress.stage("labeling", pairs.len() as u64);
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(batch.max(1)) {
-        let labels = labeler.label(chunk)?;
-        anyhow::ensure!(
-            labels.len() == chunk.len(),
-            "labeler {} returned {} labels for {} pairs",
-            labeler.identity(),
-            labels.len(),
-            chunk.len()
-        );
-        out.extend(labels);
-        progress.advance(chunk.len() as u64);
-    }
-    progress.finish();
-    Ok(out)
-}
+pub use strata_data::labeler::label_in_batches as label_all;
 
 /// The labeled pairs as judgments with `source` (unlabeled pairs are left out).
 pub fn to_judgments(

@@ -4,7 +4,7 @@
 //! `$STRATA_MODELS` or `<repo>/models`.
 
 use burn::tensor::Device;
-use strata_data::{Catalog, Item, Labeler, TaxonomyDepth};
+use strata_data::{Catalog, Item, ItemTextConfig, Labeler};
 use strata_labeling::cross_encoder::model::tokenize_pairs;
 use strata_labeling::cross_encoder::store::{
     cross_encoder_from_encoder, load_cross_encoder, load_tokenizer, save_cross_encoder,
@@ -23,7 +23,7 @@ fn default_model_labels_pairs_as_a_cross_encoder() {
         64,
         Pooling::Mean,
         0.1,
-        TaxonomyDepth::First(2),
+        ItemTextConfig::default(),
         7,
         &device,
     )

@@ -335,8 +335,13 @@ pub fn mine(
         .iter()
         .map(|&i| (candidates[i].query.clone(), candidates[i].item_id.clone()))
         .collect();
-    let labels = strata_data::labeler::label_in_batches(labeler, &pairs, cfg.label_batch)
-        .with_context(|| format!("mining: labeler {}", labeler.identity()))?;
+    let labels = strata_data::labeler::label_in_batches(
+        labeler,
+        &pairs,
+        cfg.label_batch,
+        &strata_data::progress::NoProgress,
+    )
+    .with_context(|| format!("mining: labeler {}", labeler.identity()))?;
     for (&i, l) in pending.iter().zip(labels) {
         candidates[i].label = l;
     }

@@ -20,8 +20,8 @@ pub use device::{parse_device, with_seed};
 pub use embedder::{BatchLimits, Embedder};
 pub use engine::{FastTower, Precision};
 pub use store::{
-    LoadOptions, LoadedModel, default_cache_root, export_sentence_transformers, item_cache_dir,
-    item_text_for, load_model, model_fingerprint, recorded_item_text, save_model,
+    CachePolicy, LoadOptions, LoadedModel, default_cache_root, export_sentence_transformers,
+    item_cache_dir, item_text_for, load_model, model_fingerprint, recorded_item_text, save_model,
 };
 pub use tokenize::{TextTokenizer, TokenBatch};
 pub use tower::{Side, TowerConfig, TwoTower};

@@ -157,17 +157,36 @@ fn check_applied(result: burn_store::ApplyResult, what: &str, file: &Path) -> an
 
 /// Loads Hugging Face BERT-family weights (`model.safetensors`) into an encoder.
 pub fn load_hf_encoder(encoder: &mut BertEncoder, file: &Path) -> anyhow::Result<()> {
+    read_hf_weights(
+        encoder,
+        file,
+        Some(r"^(bert|roberta|model|transformer)\."),
+        "encoder",
+    )
+}
+
+/// Reads Hugging Face-named weights from `file` into `module` (after stripping `prefix`, a
+/// key pattern, when given); every parameter must be present. `what` names the module in
+/// errors.
+fn read_hf_weights<M: Module>(
+    module: &mut M,
+    file: &Path,
+    prefix: Option<&str>,
+    what: &str,
+) -> anyhow::Result<()> {
     let mut store = SafetensorsStore::from_file(file)
         .with_from_adapter(to_burn())
-        .with_key_remapping(r"^(bert|roberta|model|transformer)\.", "")
         .allow_partial(true);
+    if let Some(p) = prefix {
+        store = store.with_key_remapping(p, "");
+    }
     for (from, to) in HF_TO_STRATA {
         store = store.with_key_remapping(from, to);
     }
-    let result = encoder
+    let result = module
         .load_from(&mut store)
         .map_err(|e| anyhow::anyhow!("{}: cannot read weights: {e}", file.display()))?;
-    check_applied(result, "encoder", file)
+    check_applied(result, what, file)
 }
 
 /// Loads a model directory (strata or Hugging Face) onto `device`.
@@ -225,17 +244,7 @@ fn load_strata(dir: &Path, device: &Device) -> anyhow::Result<LoadedModel> {
     let config: TowerConfig = serde_json::from_str(&text)
         .with_context(|| format!("{}: invalid strata model config", cfg_path.display()))?;
     let mut model = TwoTower::init(&config, device);
-    let file = dir.join(WEIGHTS);
-    let mut store = SafetensorsStore::from_file(&file)
-        .with_from_adapter(to_burn())
-        .allow_partial(true);
-    for (from, to) in HF_TO_STRATA {
-        store = store.with_key_remapping(from, to);
-    }
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read weights: {e}", file.display()))?;
-    check_applied(result, "model", &file)?;
+    load_hf_module(&mut model, &dir.join(WEIGHTS), "model")?;
     Ok(LoadedModel {
         model,
         config,
@@ -266,16 +275,7 @@ pub fn save_hf_module<M: Module>(module: &M, file: &Path) -> anyhow::Result<()> 
 /// Loads a file written by [`save_hf_module`] into `module` (same architecture); every
 /// parameter must be present. `what` names the module in errors.
 pub fn load_hf_module<M: Module>(module: &mut M, file: &Path, what: &str) -> anyhow::Result<()> {
-    let mut store = SafetensorsStore::from_file(file)
-        .with_from_adapter(to_burn())
-        .allow_partial(true);
-    for (from, to) in HF_TO_STRATA {
-        store = store.with_key_remapping(from, to);
-    }
-    let result = module
-        .load_from(&mut store)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read weights: {e}", file.display()))?;
-    check_applied(result, what, file)
+    read_hf_weights(module, file, None, what)
 }
 
 /// Writes a strata model directory (creating it if needed).
@@ -288,10 +288,7 @@ pub fn save_model(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Write into temporary names first so an interrupted save never leaves a half model.
     let tmp_weights = dir.join(format!("{WEIGHTS}.tmp"));
-    let mut store = hf_store(&tmp_weights);
-    model
-        .save_into(&mut store)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp_weights.display()))?;
+    save_hf_module(model, &tmp_weights)?;
     tokenizer
         .inner()
         .save(dir.join(TOKENIZER), false)
@@ -326,11 +323,7 @@ pub fn export_sentence_transformers(
 ) -> anyhow::Result<()> {
     use serde_json::json;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut store = hf_store(&dir.join(WEIGHTS));
-    model
-        .encoder
-        .save_into(&mut store)
-        .map_err(|e| anyhow::anyhow!("cannot write encoder weights: {e}"))?;
+    save_hf_module(&model.encoder, &dir.join(WEIGHTS))?;
     let write = |rel: &str, v: serde_json::Value| -> anyhow::Result<()> {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
@@ -517,6 +510,42 @@ pub fn default_cache_root() -> Option<PathBuf> {
     nonempty("STRATA_CACHE")
         .or_else(|| nonempty("XDG_CACHE_HOME").map(|p| p.join("strata")))
         .or_else(|| nonempty("HOME").map(|p| p.join(".cache").join("strata")))
+}
+
+/// Where item embeddings are kept between runs: nowhere, the default root
+/// ([`default_cache_root`]) or a given root. Each model, truncation length, device and
+/// precision has its own directory under the root ([`item_cache_dir`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Embed every item afresh; no cache is read or written.
+    Off,
+    /// `$STRATA_CACHE`, else `$XDG_CACHE_HOME/strata`, else `~/.cache/strata` (no cache when
+    /// none of them is set).
+    #[default]
+    Default,
+    /// This root.
+    Root(PathBuf),
+}
+
+impl CachePolicy {
+    /// The cache directory for `model` under this policy (None: no cache).
+    pub fn dir(
+        &self,
+        model: &Path,
+        max_len: usize,
+        device: &str,
+        precision: crate::Precision,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        let root = match self {
+            CachePolicy::Off => return Ok(None),
+            CachePolicy::Default => match default_cache_root() {
+                Some(r) => r,
+                None => return Ok(None),
+            },
+            CachePolicy::Root(r) => r.clone(),
+        };
+        item_cache_dir(&root, model, max_len, device, precision).map(Some)
+    }
 }
 
 /// The item-embedding cache directory of a model under `root`:

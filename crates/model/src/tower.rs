@@ -143,8 +143,6 @@ pub fn fresh_copy<M: Module>(m: &M) -> M {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::ModuleVisitor;
-    use burn::tensor::Gradients;
     use burn::tensor::TensorData;
 
     fn tiny(asymmetric: bool, projection_dim: Option<usize>) -> TowerConfig {
@@ -172,32 +170,6 @@ mod tests {
         )
     }
 
-    struct GradCheck<'a> {
-        grads: &'a Gradients,
-        path: Vec<String>,
-        missing: Vec<String>,
-        seen: usize,
-    }
-
-    impl ModuleVisitor for GradCheck<'_> {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.seen += 1;
-            let ok = param
-                .val()
-                .grad(self.grads)
-                .is_some_and(|g| g.abs().max().into_scalar::<f32>() > 0.0);
-            if !ok {
-                self.missing.push(self.path.join("."));
-            }
-        }
-    }
-
     fn assert_all_params_get_gradients(cfg: TowerConfig) {
         let device = Device::flex().autodiff();
         device.seed(7);
@@ -208,19 +180,9 @@ mod tests {
         // Any loss that depends on every output coordinate of both towers.
         let loss = (q.clone() * d.clone()).sum() + (q * 0.3 - d).powf_scalar(2.0).sum();
         let grads = loss.backward();
-        let mut check = GradCheck {
-            grads: &grads,
-            path: vec![],
-            missing: vec![],
-            seen: 0,
-        };
-        model.visit(&mut check);
-        assert!(check.seen > 10, "visited only {} parameters", check.seen);
-        assert!(
-            check.missing.is_empty(),
-            "no gradient for: {:?}",
-            check.missing
-        );
+        let (seen, missing) = strata_testkit::params_without_gradient(&model, &grads);
+        assert!(seen > 10, "visited only {} parameters", seen);
+        assert!(missing.is_empty(), "no gradient for: {:?}", missing);
     }
 
     #[test]

@@ -15,23 +15,24 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
+use strata_data::labeler::CachedLabeler;
 use strata_data::marketplace::{Marketplace, MarketplaceConfig};
 use strata_data::split::SplitConfig;
 use strata_data::text::ItemTextConfig;
-use strata_data::{CachedEncoder, Catalog, EmbeddingCache, Labeler};
+use strata_data::{CachedEncoder, Catalog, EmbeddingCache};
 use strata_eval::{EvalOptions, System};
 use strata_mining::MineConfig;
 use strata_model::{Embedder, LoadOptions};
 use strata_train::TrainConfig;
 
 /// Labels for unjudged mined pairs: `oracle` (the synthetic marketplace's policy oracle,
-/// only with the built-in data), `unjudged-zero` (every unjudged pair irrelevant) or
-/// `judged-only` (unjudged pairs stay unlabeled and are never selected).
+/// only with the built-in data), `unjudged-zero` (every unjudged pair irrelevant),
+/// `judged-only` (unjudged pairs stay unlabeled and are never selected) or
+/// `cross-encoder=DIR` (a labeler trained by `strata labeler train`).
 pub type LabelerKind = strata_data::LabelerSpec;
 
 /// The labelers `data.labeler` accepts.
-const PIPELINE_LABELERS: [&str; 3] = ["oracle", "unjudged-zero", "judged-only"];
+const PIPELINE_LABELERS: [&str; 4] = ["oracle", "unjudged-zero", "judged-only", "cross-encoder"];
 
 /// Where the data comes from. With no catalog, the synthetic marketplace is generated.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,8 +53,13 @@ pub struct DataSection {
     /// Synthetic marketplace: judge every relevant item of the dev and test queries (see
     /// `MarketplaceConfig::complete_held_out`); training queries stay sparsely judged.
     pub complete_held_out: bool,
-    /// Taxonomy levels in the item text (paper: two).
-    pub taxonomy_depth: usize,
+    /// The item text both stages train with and every evaluation and the mining use
+    /// (default `name+taxonomy`: the name and two taxonomy levels, as in the paper).
+    pub item_text: ItemTextConfig,
+    /// Older configurations' form of the item text (taxonomy levels); read into `item_text`,
+    /// never written.
+    #[serde(skip_serializing)]
+    pub taxonomy_depth: Option<usize>,
 }
 
 impl Default for DataSection {
@@ -74,7 +80,8 @@ impl Default for DataSection {
                 seed: 42,
             },
             complete_held_out: true,
-            taxonomy_depth: 2,
+            item_text: ItemTextConfig::default(),
+            taxonomy_depth: None,
         }
     }
 }
@@ -135,7 +142,15 @@ impl PipelineConfig {
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read pipeline config {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let d = &mut cfg.data;
+        d.item_text = d
+            .item_text
+            .clone()
+            .with_legacy_depth(d.taxonomy_depth.take(), "data")
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(cfg)
     }
 
     /// Checks the configuration before any work starts.
@@ -177,6 +192,14 @@ impl PipelineConfig {
                 if d.labeler == Some(LabelerKind::Oracle) {
                     bail!("data.labeler: the oracle labels only the synthetic marketplace");
                 }
+                if let Some(LabelerKind::CrossEncoder(dir)) = &d.labeler
+                    && !strata_labeling::cross_encoder::store::is_labeler_dir(dir)
+                {
+                    bail!(
+                        "data.labeler: {} is not a labeler directory (train one with `strata labeler train`)",
+                        dir.display()
+                    );
+                }
             }
             _ => bail!(
                 "data: give catalog, train_judgments and test_judgments together (or none for the synthetic marketplace)"
@@ -192,8 +215,8 @@ struct Prepared {
     train: PathBuf,
     dev: Option<PathBuf>,
     test: PathBuf,
-    labeler: Box<dyn Labeler>,
-    labeler_note: String,
+    /// The labeler of unjudged mined pairs, its label-cache version and policy.
+    labeler: strata_labeling::BuiltLabeler,
 }
 
 fn done(dir: &Path) -> bool {
@@ -209,24 +232,26 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
     let d = &cfg.data;
     if let (Some(c), Some(t), Some(e)) = (&d.catalog, &d.train_judgments, &d.test_judgments) {
         let kind = d.labeler.clone().unwrap_or(LabelerKind::UnjudgedZero);
-        let train = strata_data::load_judgments(t)?;
-        let unknown = match kind {
-            LabelerKind::UnjudgedZero => UnknownPair::Fixed(0),
-            _ => UnknownPair::Abstain,
+        let catalog = match kind {
+            LabelerKind::CrossEncoder(_) => Some(strata_data::load_catalog(c)?),
+            _ => None,
         };
-        let note = match kind {
-            LabelerKind::UnjudgedZero => {
-                "unjudged mined pairs are labeled 0 (policy: unjudged = irrelevant)"
-            }
-            _ => "only judged pairs are used (unjudged mined pairs stay unlabeled)",
-        };
+        let labeler = strata_labeling::build_labeler(
+            &kind,
+            "data.labeler",
+            &PIPELINE_LABELERS,
+            strata_labeling::LabelerInputs {
+                catalog: catalog.as_ref(),
+                progress: true,
+                ..Default::default()
+            },
+        )?;
         return Ok(Prepared {
             catalog: c.clone(),
             train: t.clone(),
             dev: d.dev_judgments.clone(),
             test: e.clone(),
-            labeler: Box::new(JudgmentLookupLabeler::new(&train, unknown)?),
-            labeler_note: note.to_string(),
+            labeler,
         });
     }
     let dir = cfg.out.join("data");
@@ -258,14 +283,21 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
         train: dir.join("train.jsonl"),
         dev: Some(dir.join("dev.jsonl")),
         test: dir.join("test.jsonl"),
-        labeler: Box::new(m.labeler()),
-        labeler_note: "the synthetic marketplace's policy oracle labels unjudged mined pairs"
-            .into(),
+        labeler: strata_labeling::build_labeler(
+            &LabelerKind::Oracle,
+            "data.labeler",
+            &PIPELINE_LABELERS,
+            strata_labeling::LabelerInputs {
+                catalog: Some(&m.catalog),
+                oracle: Some(m.oracle().clone()),
+                ..Default::default()
+            },
+        )?,
     })
 }
 
 fn item_text(cfg: &PipelineConfig) -> ItemTextConfig {
-    ItemTextConfig::with_taxonomy_levels(cfg.data.taxonomy_depth)
+    cfg.data.item_text.clone()
 }
 
 /// Evaluates a model (or BM25) on the held-out judgments into `dir` unless done already.
@@ -282,7 +314,7 @@ fn eval_into(
         return Ok(());
     }
     let judgments = strata_data::load_judgments(judgments_path)?;
-    let cat = strata_eval::Catalog::new(catalog.iter().map(|i| (i.id.clone(), text.render(i))))?;
+    let cat = strata_eval::Corpus::new(catalog.iter().map(|i| (i.id.clone(), text.render(i))))?;
     let q = strata_eval::from_data::qrels(&judgments)?;
     let opts = EvalOptions {
         progress: true,
@@ -320,7 +352,7 @@ fn train_stage(
     init: PathBuf,
     prep: &Prepared,
     train: PathBuf,
-    text_depth: usize,
+    text: &ItemTextConfig,
 ) -> anyhow::Result<PathBuf> {
     if let Some(m) = run_model(&out) {
         tracing::info!("{}: trained already, skipping", out.display());
@@ -333,7 +365,8 @@ fn train_stage(
     c.data.judgments = None;
     c.data.train_judgments = Some(train);
     c.data.dev_judgments = prep.dev.clone();
-    c.data.taxonomy_depth = text_depth;
+    c.data.item_text = text.clone();
+    c.data.taxonomy_depth = None;
     let resume = strata_train::checkpoint::latest_checkpoint(&out)?.is_some();
     let opts = strata_train::TrainOptions {
         resume,
@@ -396,7 +429,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         cfg.model.clone(),
         &prep,
         prep.train.clone(),
-        cfg.data.taxonomy_depth,
+        &text,
     )?;
     tracing::info!("[3/6] stage 1 evaluation");
     eval_into(
@@ -415,9 +448,9 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         std::fs::create_dir_all(&mine_dir)?;
         let train = strata_data::load_judgments(&prep.train)?;
         let labeler = CachedLabeler::open(
-            DynLabeler(prep.labeler.as_ref()),
+            prep.labeler.labeler.as_ref(),
             cfg.out.join("labels.jsonl"),
-            "v1",
+            &prep.labeler.version,
         )?;
         let e = Embedder::load(&stage1, &engine_f32())?.with_progress(true);
         let cached = with_item_cache(&e, &stage1, &cache_root)?;
@@ -430,7 +463,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         );
         strata_data::write_judgments(&mined, &out.judgments)?;
         let mut report = serde_json::to_value(&out.report)?;
-        report["labeler_policy"] = serde_json::Value::String(prep.labeler_note.clone());
+        report["labeler_policy"] = serde_json::Value::String(prep.labeler.policy.clone());
         report["labeler_cache_hits"] = labeler.hits().into();
         report["item_embeddings_from_cache"] = stats.hits.into();
         report["items_embedded"] = stats.embedded.into();
@@ -455,7 +488,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         runs.join("stage1"),
         &prep,
         mined,
-        cfg.data.taxonomy_depth,
+        &text,
     )?;
     tracing::info!("[6/6] stage 2 evaluation and comparison");
     eval_into(
@@ -486,7 +519,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         rel.to_markdown(),
         abs.to_markdown(),
         paired_sections(&runs),
-        prep.labeler_note
+        prep.labeler.policy
     );
     std::fs::write(cfg.out.join("comparison.md"), &comparison)?;
     Ok(PipelineSummary {
@@ -557,19 +590,6 @@ fn paired_sections(runs: &Path) -> String {
     out
 }
 
-/// Lets a boxed labeler go through [`CachedLabeler`].
-struct DynLabeler<'a>(&'a dyn Labeler);
-
-impl Labeler for DynLabeler<'_> {
-    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
-        self.0.label(pairs)
-    }
-    fn identity(&self) -> String {
-        self.0.identity()
-    }
-}
-
-/// Inference options: strata's CPU engine at f32 (the tensor model's function, faster).
 /// `e` (loaded from `model`) answering item texts from the run's cache under `root`.
 fn with_item_cache<'a>(
     e: &'a Embedder,
@@ -587,6 +607,7 @@ fn with_item_cache<'a>(
     CachedEncoder::new(e, EmbeddingCache::open(&dir, dim)?)
 }
 
+/// Inference options: strata's CPU engine at f32 (the tensor model's function, faster).
 fn engine_f32() -> LoadOptions {
     LoadOptions {
         precision: Some(strata_model::Precision::F32),

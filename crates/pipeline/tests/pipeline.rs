@@ -87,4 +87,43 @@ fn bad_pipeline_configs_fail_before_work() {
     std::fs::write(&p, "outt = \"x\"\n").unwrap();
     let err = format!("{:#}", PipelineConfig::from_toml_file(&p).unwrap_err());
     assert!(err.contains("outt"), "{err}");
+
+    // Labelers: the marketplace is labeled by its oracle; a cross-encoder must be a labeler
+    // directory; kinds the pipeline cannot build are refused by name.
+    let model = strata_testkit::default_model();
+    std::fs::write(&p, "data.labeler = \"cross-encoder=x\"\n").unwrap();
+    let mut cfg = PipelineConfig::from_toml_file(&p).unwrap();
+    cfg.model = model.clone();
+    let err = format!("{:#}", cfg.validate().unwrap_err());
+    assert!(err.contains("labeled by its oracle"), "{err}");
+    for f in ["c.tsv", "t.tsv", "e.tsv"] {
+        std::fs::write(tmp.path().join(f), "").unwrap();
+    }
+    let data = format!(
+        "[data]\ncatalog = \"{0}/c.tsv\"\ntrain_judgments = \"{0}/t.tsv\"\ntest_judgments = \"{0}/e.tsv\"\n",
+        tmp.path().display()
+    );
+    std::fs::write(
+        &p,
+        format!(
+            "{data}labeler = \"cross-encoder={}\"\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cfg = PipelineConfig::from_toml_file(&p).unwrap();
+    cfg.model = model.clone();
+    let err = format!("{:#}", cfg.validate().unwrap_err());
+    assert!(
+        err.contains("data.labeler") && err.contains("is not a labeler directory"),
+        "{err}"
+    );
+    std::fs::write(&p, format!("{data}labeler = \"llm\"\n")).unwrap();
+    let mut cfg = PipelineConfig::from_toml_file(&p).unwrap();
+    cfg.model = model;
+    let err = format!("{:#}", cfg.validate().unwrap_err());
+    assert!(
+        err.contains("data.labeler: labeler llm is not accepted here"),
+        "{err}"
+    );
 }

@@ -8,6 +8,8 @@
 //! - [`server`]: the axum server ([`server::start`]): `/embed` (text-embeddings-inference),
 //!   `/v1/embeddings` (OpenAI), `/search`, `/health`, `/info`, `/metrics`.
 //! - [`loadgen`]: a bounded load generator for loopback servers.
+//!
+//! The `testing` feature adds `testing`: fixture models, catalogs and a loopback test server.
 
 pub mod backend;
 pub mod encoder;
@@ -18,6 +20,8 @@ pub mod manifest;
 pub mod metrics;
 pub mod reuse;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use backend::{BackendInfo, IndexBackend, Mode, ScoredItem, SearchBackend, SearchQuery};
 pub use encoder::{BatchConfig, Batcher, Lane, ServingEncoder, TokenCount};
@@ -25,5 +29,5 @@ pub use index::{
     BuildOptions, ItemIndex, ItemMeta, RepairReport, Update, UpdateReport, VerifyReport,
 };
 pub use manifest::{FORMAT_VERSION, Manifest, ModelStamp, Quantization, model_fingerprint};
-pub use reuse::IndexedItems;
+pub use reuse::{IndexedItems, ItemVectors};
 pub use server::{Limits, RunningServer, SearchResponse, SearchResult, ServedModel, ServerConfig};

@@ -1,11 +1,15 @@
-//! Reusing an index's item embeddings elsewhere: [`IndexedItems`] is a [`TextEncoder`] whose
-//! item side reads the vectors an index already holds, so that an evaluation or a mining run
-//! over the indexed catalog does not embed it again (the item tower is the expensive part of
-//! both on a CPU).
+//! Where an evaluation's or a mining run's item vectors come from ([`ItemVectors`]): an index
+//! built with the same model and item text ([`IndexedItems`], a [`TextEncoder`] whose item side
+//! reads the vectors the index already holds), else the persistent item-embedding cache, else
+//! the model. The item tower is the expensive part of both on a CPU; `strata eval` and
+//! `strata mine` build their encoder here.
 
 use std::collections::HashMap;
+use std::path::Path;
 
-use strata_data::{Side, TextEncoder};
+use anyhow::Context;
+use strata_data::{CacheStats, CachedEncoder, EmbeddingCache, ItemTextConfig, Side, TextEncoder};
+use strata_model::{CachePolicy, Embedder, Precision};
 
 use crate::index::ItemIndex;
 
@@ -13,14 +17,14 @@ use crate::index::ItemIndex;
 /// item texts the index does not hold go to the model. The caller checks that the model is
 /// the one the index was built with ([`crate::Manifest::check_model`]).
 pub struct IndexedItems<'a> {
-    index: &'a ItemIndex,
+    index: ItemIndex,
     model: &'a dyn TextEncoder,
-    by_text: HashMap<&'a str, u32>,
+    by_text: HashMap<String, u32>,
 }
 
 impl<'a> IndexedItems<'a> {
     /// Wraps `model` with the live items of `index`.
-    pub fn new(index: &'a ItemIndex, model: &'a dyn TextEncoder) -> anyhow::Result<Self> {
+    pub fn new(index: ItemIndex, model: &'a dyn TextEncoder) -> anyhow::Result<Self> {
         anyhow::ensure!(
             model.dim() == index.dim(),
             "the model embeds to {} dimensions, the index {} holds {}",
@@ -30,7 +34,7 @@ impl<'a> IndexedItems<'a> {
         );
         let by_text = index
             .live_items()
-            .map(|(slot, m)| (m.text.as_str(), slot))
+            .map(|(slot, m)| (m.text.clone(), slot))
             .collect();
         Ok(IndexedItems {
             index,
@@ -43,7 +47,7 @@ impl<'a> IndexedItems<'a> {
     pub fn hits(&self, texts: &[&str]) -> usize {
         texts
             .iter()
-            .filter(|t| self.by_text.contains_key(*t))
+            .filter(|t| self.by_text.contains_key(**t))
             .count()
     }
 }
@@ -65,7 +69,7 @@ impl TextEncoder for IndexedItems<'_> {
         let mut out = vec![0f32; texts.len() * dim];
         let mut missing = Vec::new();
         for (i, t) in texts.iter().enumerate() {
-            match self.by_text.get(t) {
+            match self.by_text.get(*t) {
                 Some(&slot) => out[i * dim..(i + 1) * dim].copy_from_slice(self.index.vector(slot)),
                 None => missing.push(i),
             }
@@ -78,5 +82,76 @@ impl TextEncoder for IndexedItems<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// The item vectors of an evaluation or a mining run: read from an index, answered by the
+/// item-embedding cache, or embedded by the model. Queries always go to the model.
+pub enum ItemVectors<'a> {
+    /// An index built with the same model and item text.
+    Index(Box<IndexedItems<'a>>),
+    /// The persistent cache of this model's item embeddings.
+    Cache(CachedEncoder<'a>),
+    /// The model alone.
+    Model(&'a Embedder),
+}
+
+impl<'a> ItemVectors<'a> {
+    /// Item vectors for `model` (loaded from `model_dir`, embedding `item_text`): from the
+    /// index at `index` when given (it must have been built with the same model and item
+    /// text), else from the cache `cache` names (keyed by model, truncation length, `device`
+    /// and `precision`), else from the model.
+    pub fn open(
+        model: &'a Embedder,
+        model_dir: &Path,
+        item_text: &ItemTextConfig,
+        index: Option<&Path>,
+        cache: &CachePolicy,
+        device: &str,
+        precision: Precision,
+    ) -> anyhow::Result<Self> {
+        if let Some(dir) = index {
+            let idx = ItemIndex::open(dir)?;
+            let fp = strata_model::model_fingerprint(model_dir)?;
+            idx.manifest()
+                .check_model(&model_dir.display().to_string(), &fp)?;
+            let want = item_text.to_string();
+            anyhow::ensure!(
+                idx.manifest().item_text == want,
+                "item embeddings {}: the index embedded item text {:?}, this run uses {want:?}",
+                dir.display(),
+                idx.manifest().item_text
+            );
+            return Ok(ItemVectors::Index(Box::new(IndexedItems::new(idx, model)?)));
+        }
+        let Some(dir) = cache.dir(model_dir, model.config().max_len, device, precision)? else {
+            return Ok(ItemVectors::Model(model));
+        };
+        let dim = TextEncoder::dim(model);
+        let store = EmbeddingCache::open(&dir, dim)
+            .with_context(|| format!("item-embedding cache {}", dir.display()))?;
+        tracing::info!(
+            "item-embedding cache {} holds {} items",
+            dir.display(),
+            store.len()
+        );
+        Ok(ItemVectors::Cache(CachedEncoder::new(model, store)?))
+    }
+
+    /// The cache's counts (None unless the vectors come from the cache).
+    pub fn cache_stats(&self) -> Option<(CacheStats, usize)> {
+        match self {
+            ItemVectors::Cache(c) => Some((c.stats(), c.cached())),
+            _ => None,
+        }
+    }
+
+    /// The encoder to evaluate or mine with.
+    pub fn encoder(&self) -> &dyn TextEncoder {
+        match self {
+            ItemVectors::Index(i) => i.as_ref(),
+            ItemVectors::Cache(c) => c,
+            ItemVectors::Model(m) => *m,
+        }
     }
 }

@@ -1,106 +1,24 @@
 //! Serving tests with tiny random-initialised models: index build/open, model mismatch,
 //! incremental updates, and real servers on 127.0.0.1 (ephemeral ports).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use burn::tensor::Device;
 use serde_json::{Value, json};
 use strata_data::{Item, Side, TextEncoder};
 use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{Criterion, EvalOptions, Fusion, HnswParams, System, derive_thresholds};
-use strata_model::{Embedder, LoadOptions, TwoTower};
+use strata_model::{Embedder, LoadOptions};
 use strata_serving::server::{self, load_model};
 use strata_serving::{
-    BuildOptions, IndexBackend, ItemIndex, ModelStamp, Quantization, SearchBackend, SearchResponse,
-    ServedModel, ServerConfig, Update,
+    BuildOptions, IndexBackend, ItemIndex, Quantization, ServedModel, ServerConfig, Update,
 };
 
-use strata_testkit::{COLOURS, EXTRA, THINGS, fixture_words as words};
-
-/// A tiny random strata model directory (seeded), truncating at 16 tokens.
-fn tiny_model(root: &Path, name: &str, seed: u64) -> PathBuf {
-    let dir = root.join(name);
-    let device = Device::flex();
-    device.seed(seed);
-    let cfg = strata_testkit::tiny_tower(strata_testkit::vocab_size(&words()), Some(16));
-    let model = TwoTower::init(&cfg, &device);
-    let tok = strata_testkit::word_tokenizer(&words(), 16);
-    strata_model::save_model(&dir, &model, &cfg, &tok).unwrap();
-    dir
-}
-
-/// Items "<extra> <colour> <thing>" and "<colour> <thing>", taxonomy "tools > <thing>s".
-fn items() -> Vec<Item> {
-    let mut out = Vec::new();
-    for (c, colour) in COLOURS.iter().enumerate() {
-        for (t, thing) in THINGS.iter().enumerate() {
-            for (v, extra) in [None, Some(EXTRA[(c + t) % EXTRA.len()])]
-                .iter()
-                .enumerate()
-            {
-                let name = match extra {
-                    Some(e) => format!("{e} {colour} {thing}"),
-                    None => format!("{colour} {thing}"),
-                };
-                let mut it = Item::new(format!("i{c}{t}{v}"), name);
-                it.taxonomy = vec!["tools".into(), format!("{thing}s")];
-                out.push(it);
-            }
-        }
-    }
-    out
-}
-
-fn queries() -> Vec<String> {
-    let mut q = Vec::new();
-    for (i, c) in COLOURS.iter().enumerate() {
-        q.push(format!("{c} {}", THINGS[i]));
-        q.push(format!("cordless {}", THINGS[(i + 2) % THINGS.len()]));
-    }
-    q.push("heavy duty steel".into());
-    q
-}
-
-fn stamp(model: &ServedModel) -> ModelStamp {
-    ModelStamp {
-        path: model.name.clone(),
-        fingerprint: model.fingerprint.clone(),
-        precision: model.encoder.precision(),
-    }
-}
-
-fn served(dir: &Path) -> ServedModel {
-    load_model(
-        dir,
-        &LoadOptions::default(),
-        "cpu",
-        strata_model::BatchLimits::default(),
-    )
-    .unwrap()
-}
-
-/// Exact search: ANN parameters large enough to search the whole small graph.
-fn hnsw() -> HnswParams {
-    HnswParams {
-        connectivity: 16,
-        expansion_add: 200,
-        expansion_search: 200,
-    }
-}
-
-fn build(dir: &Path, model: &ServedModel, items: &[Item], opts: &BuildOptions) -> ItemIndex {
-    ItemIndex::build(dir, items, &*model.encoder, stamp(model), opts).unwrap()
-}
-
-fn thresholds() -> strata_eval::Thresholds {
-    derive_thresholds(
-        &[(0.9, 2), (0.8, 2), (0.5, 1), (0.4, 1), (0.1, 0), (-0.2, 0)],
-        Criterion::BalancedAccuracy,
-    )
-    .unwrap()
-}
+use strata_serving::testing::{
+    TestServer, build_index as build, exhaustive_hnsw as hnsw, fixture_items as items,
+    fixture_queries as queries, fixture_thresholds as thresholds, served, stamp, tiny_model,
+};
 
 #[test]
 fn index_build_open_round_trip() {
@@ -365,99 +283,6 @@ fn incremental_updates_equal_a_fresh_build() {
                 .collect()
         };
         rank_eq(&format!("hybrid {q}"), &h(&idx2), &h(&fresh));
-    }
-}
-
-fn test_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct TestServer {
-    rt: tokio::runtime::Runtime,
-    server: Option<strata_serving::RunningServer>,
-    base: String,
-    agent: ureq::Agent,
-    key: Option<String>,
-}
-
-impl TestServer {
-    fn start(model: ServedModel, backend: IndexBackend, cfg: ServerConfig) -> Self {
-        Self::start_on(test_runtime(), model, Arc::new(backend), cfg)
-    }
-
-    /// Serves `backend` on `rt` (the runtime whose tasks drive the backend's connections).
-    fn start_on(
-        rt: tokio::runtime::Runtime,
-        model: ServedModel,
-        backend: Arc<dyn SearchBackend>,
-        cfg: ServerConfig,
-    ) -> Self {
-        let key = cfg.api_key.clone();
-        let server = rt
-            .block_on(server::start(cfg, model, backend, false))
-            .unwrap();
-        assert!(server.addr.ip().is_loopback());
-        let base = format!("http://{}", server.addr);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        TestServer {
-            rt,
-            server: Some(server),
-            base,
-            agent,
-            key,
-        }
-    }
-
-    fn post_raw(&self, path: &str, body: &str, key: Option<&str>) -> (u16, Value) {
-        let mut req = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json");
-        if let Some(k) = key {
-            req = req.header("authorization", &format!("Bearer {k}"));
-        }
-        let mut r = req.send(body).unwrap();
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.post_raw(path, &body.to_string(), self.key.as_deref())
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut req = self.agent.get(format!("{}{path}", self.base));
-        if let Some(k) = &self.key {
-            req = req.header("authorization", &format!("Bearer {k}"));
-        }
-        let mut r = req.call().unwrap();
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-    }
-
-    fn search(&self, body: Value) -> SearchResponse {
-        let (s, v) = self.post("/search", body);
-        assert_eq!(s, 200, "{v}");
-        serde_json::from_value(v).unwrap()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.shutdown()).unwrap();
-        }
     }
 }
 
@@ -918,138 +743,6 @@ fn hybrid_search_equals_the_eval_hybrid_ranking() {
 /// equal (the small graphs are searched exhaustively on both sides), strata from the same
 /// thresholds, a model mismatch refused, and lexical/hybrid answered from Postgres full-text
 /// search.
-#[test]
-fn pgvector_backend_serves_the_same_search_as_the_index() {
-    use strata_data::progress::NoProgress;
-    use strata_serving_postgres::testing::PgCluster;
-    use strata_serving_postgres::{
-        BackendOptions, ExportOptions, PgHnswParams as PgHnsw, PgSearchBackend, export_index,
-    };
-    let pg = PgCluster::start().unwrap_or_else(|e| panic!("could not start PostgreSQL: {e}"));
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tiny_model(tmp.path(), "m", 5);
-    let model = served(&dir);
-    let opts = BuildOptions {
-        hnsw: hnsw(),
-        thresholds: Some(thresholds()),
-        ..Default::default()
-    };
-    let idx = build(&tmp.path().join("idx"), &model, &items(), &opts);
-    let rt = test_runtime();
-    let export_opts = ExportOptions {
-        table: "served_items".into(),
-        hnsw: PgHnsw {
-            m: 16,
-            ef_construction: 200,
-        },
-        ..Default::default()
-    };
-    let report = rt
-        .block_on(export_index(&pg.url(), &idx, &export_opts, &NoProgress))
-        .unwrap();
-    assert_eq!(report.items, 72);
-    let pg_opts = BackendOptions {
-        ef_search: 200,
-        ..Default::default()
-    };
-    let backend = rt
-        .block_on(PgSearchBackend::connect(
-            &pg.url(),
-            "served_items",
-            pg_opts.clone(),
-        ))
-        .unwrap();
-    assert_eq!(backend.metadata().model.fingerprint, model.fingerprint);
-    assert_eq!(backend.metadata().thresholds, Some(thresholds()));
-    let info = backend.info();
-    assert_eq!(
-        (info.kind.as_str(), info.items, info.dim),
-        ("pgvector", 72, 16)
-    );
-
-    // Another model is refused before the server starts.
-    let other = served(&tiny_model(tmp.path(), "other", 6));
-    let refused = rt.block_on(server::start(
-        ServerConfig {
-            port: 0,
-            ..Default::default()
-        },
-        other,
-        Arc::new(backend),
-        false,
-    ));
-    let msg = format!(
-        "{:#}",
-        refused.err().expect("a model mismatch must be refused")
-    );
-    assert!(msg.contains("model/index mismatch"), "{msg}");
-
-    let backend = rt
-        .block_on(PgSearchBackend::connect(&pg.url(), "served_items", pg_opts))
-        .unwrap();
-    let cfg = ServerConfig {
-        port: 0,
-        ..Default::default()
-    };
-    let pg_srv = TestServer::start_on(rt, served(&dir), Arc::new(backend), cfg.clone());
-    let idx = ItemIndex::open(&tmp.path().join("idx")).unwrap();
-    let mut exact = IndexBackend::new(idx);
-    exact.exact_semantic = true;
-    let idx_srv = TestServer::start(model, exact, cfg);
-
-    for q in queries() {
-        let body = json!({"query": q, "k": 10, "mode": "semantic"});
-        let a = idx_srv.search(body.clone());
-        let b = pg_srv.search(body);
-        let ids = |r: &SearchResponse| r.results.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
-        // Ties in cosine may order differently; compare scores rank by rank and id sets.
-        assert_eq!(a.results.len(), b.results.len(), "{q}");
-        for (x, y) in a.results.iter().zip(&b.results) {
-            assert!((x.score - y.score).abs() < 1e-4, "{q}: {x:?} vs {y:?}");
-            assert_eq!(x.stratum, y.stratum, "{q}: {x:?} vs {y:?}");
-        }
-        let mut sa = ids(&a);
-        let mut sb = ids(&b);
-        let last = a.results.last().unwrap().score;
-        // Items tied with the 10th score may swap in or out; compare the rest.
-        sa.retain(|id| {
-            a.results
-                .iter()
-                .any(|h| &h.id == id && h.score > last + 1e-4)
-        });
-        sb.retain(|id| {
-            b.results
-                .iter()
-                .any(|h| &h.id == id && h.score > last + 1e-4)
-        });
-        sa.sort();
-        sb.sort();
-        assert_eq!(sa, sb, "{q}");
-
-        // Lexical and hybrid: answered from full-text search, every result scored on both
-        // sides, the semantic score being the item's cosine from the index.
-        for mode in ["lexical", "hybrid"] {
-            let r = pg_srv.search(json!({"query": q, "k": 5, "mode": mode}));
-            assert!(!r.results.is_empty(), "{mode} {q}");
-            for h in &r.results {
-                let sem = h.semantic.unwrap();
-                assert!(h.lexical.is_some());
-                let e = exact_score(&idx_srv, &q, &h.id);
-                assert!((sem - e).abs() < 1e-4, "{mode} {q} {}: {sem} vs {e}", h.id);
-            }
-        }
-    }
-    let (s, info) = pg_srv.get("/info");
-    assert_eq!(s, 200);
-    assert!(info.contains("pgvector"), "{info}");
-}
-
-/// The semantic score the index server gives item `id` for `q` (searching all 72 items).
-fn exact_score(srv: &TestServer, q: &str, id: &str) -> f32 {
-    let r = srv.search(json!({"query": q, "k": 72, "mode": "semantic"}));
-    r.results.iter().find(|h| h.id == id).unwrap().score
-}
-
 #[test]
 fn hnsw_rebuild_keeps_tombstones_out_and_matches_exact_search() {
     let tmp = tempfile::tempdir().unwrap();

@@ -7,9 +7,15 @@
 //!   vocabulary (`[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, then the words; lower-cased,
 //!   split on whitespace; pairs get BERT segments).
 //! - [`tiny_tower`]: the tiny two-tower configuration random test models use.
+//! - [`params_without_gradient`]: the gradient-coverage check every trainable module's tests
+//!   run (every parameter must receive a gradient).
+//! - [`homedepot_dir`]: the real Home Depot judgments; tests that need them fail loudly when
+//!   they are missing.
 
 use std::path::PathBuf;
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Gradients, Tensor};
 use strata_model::{EncoderConfig, TextTokenizer, TowerConfig};
 
 /// Colours of the fixture catalogs: `COLOURS` x `THINGS` make item titles, queries name both.
@@ -42,6 +48,64 @@ pub fn default_model() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The Home Depot judgments (`products.tsv`, `judgments.tsv`): `$STRATA_HOMEDEPOT` or the
+/// workspace's `../shared/data/homedepot`. Panics, naming where it looked, when they are missing:
+/// tests that need them run in CI and never skip.
+pub fn homedepot_dir() -> PathBuf {
+    let dir = std::env::var_os("STRATA_HOMEDEPOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/homedepot")
+        });
+    assert!(
+        dir.join("products.tsv").is_file() && dir.join("judgments.tsv").is_file(),
+        "Home Depot data missing at {} (products.tsv, judgments.tsv): set STRATA_HOMEDEPOT or \
+         place the shared data next to the repository",
+        dir.display()
+    );
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// Visits float parameters, recording those whose gradient is absent or all zero.
+struct GradCheck<'a> {
+    grads: &'a Gradients,
+    path: Vec<String>,
+    missing: Vec<String>,
+    seen: usize,
+}
+
+impl ModuleVisitor for GradCheck<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.seen += 1;
+        let ok = param
+            .val()
+            .grad(self.grads)
+            .is_some_and(|g| g.abs().max().into_scalar::<f32>() > 0.0);
+        if !ok {
+            self.missing.push(self.path.join("."));
+        }
+    }
+}
+
+/// How many float parameters `module` has, and the paths of those that got no nonzero
+/// gradient in `grads` (from a loss over the module's outputs).
+pub fn params_without_gradient(module: &impl Module, grads: &Gradients) -> (usize, Vec<String>) {
+    let mut check = GradCheck {
+        grads,
+        path: vec![],
+        missing: vec![],
+        seen: 0,
+    };
+    module.visit(&mut check);
+    (check.seen, check.missing)
 }
 
 /// The number of ids of [`word_tokenizer_json`] over `words`.

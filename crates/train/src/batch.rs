@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use strata_data::instances::Instance;
+use crate::instances::Instance;
 use strata_model::tokenize::length_batches;
 use strata_model::{TextTokenizer, TokenBatch};
 

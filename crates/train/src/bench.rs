@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::instances::{Instance, InstanceConfig, PerQuery, QueryGroups, build_instances};
 use anyhow::Context;
 use burn::tensor::Device;
 use serde::Serialize;
-use strata_data::instances::{Instance, InstanceConfig, PerQuery, QueryGroups, build_instances};
 use strata_data::{load_catalog, load_judgments};
 use strata_model::{LoadOptions, TextTokenizer, load_model};
 

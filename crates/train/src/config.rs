@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use strata_data::ItemTextConfig;
 
 use crate::batch::Chunking;
 use crate::losses::LossConfig;
@@ -96,15 +97,22 @@ pub struct DataConfig {
     /// instance as label 0 unless its query judges them (any label, relabels included);
     /// queries judged at one positive level only (no negatives of their own) then also yield
     /// instances. Off by default (the paper trains without in-batch negatives, section 4.4).
-    /// See `strata_data::instances::with_batch_negatives`.
+    /// See `crate::instances::with_batch_negatives`.
     pub batch_negatives: bool,
     /// Most batch negatives added to one instance (0: every candidate of the batch).
     pub batch_negatives_max: usize,
     /// Fraction of training queries that get a spelling variant as an additional anchor
     /// (paper section 4.2: 0.3-0.5; 0 disables the augmentation).
     pub spelling_ratio: f64,
-    /// Taxonomy levels appended to the item name in the item text.
-    pub taxonomy_depth: usize,
+    /// The item tower's text of an item, in its written form (`name`, `name+taxonomy` — the
+    /// name and the first two taxonomy levels, the paper's —, `name+taxonomy:DEPTH`,
+    /// `template:DEPTH:TEMPLATE`); recorded in the trained model's `strata.json`, so that eval,
+    /// index and mine default to it.
+    pub item_text: ItemTextConfig,
+    /// Older configurations' form of the item text: taxonomy levels appended to the name.
+    /// Read into `item_text` when the configuration is parsed; never written.
+    #[serde(skip_serializing)]
+    pub taxonomy_depth: Option<usize>,
 }
 
 impl Default for DataConfig {
@@ -122,7 +130,8 @@ impl Default for DataConfig {
             batch_negatives: false,
             batch_negatives_max: 0,
             spelling_ratio: 0.0,
-            taxonomy_depth: 2,
+            item_text: ItemTextConfig::default(),
+            taxonomy_depth: None,
         }
     }
 }
@@ -277,7 +286,13 @@ impl Default for EvalConfig {
 impl TrainConfig {
     /// Parses a TOML document; errors name the offending key and line.
     pub fn from_toml_str(text: &str) -> anyhow::Result<Self> {
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))
+        let mut cfg: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let d = &mut cfg.data;
+        d.item_text = d
+            .item_text
+            .clone()
+            .with_legacy_depth(d.taxonomy_depth.take(), "data")?;
+        Ok(cfg)
     }
 
     /// Reads a TOML file.

@@ -3,12 +3,11 @@
 //! afresh for every epoch from `seed` and the epoch number, so the data order of any step can
 //! be recomputed (which is what makes a resumed run repeat an uninterrupted one).
 
+use crate::instances::{Instance, InstanceConfig, PerQuery, QueryGroups, build_instances};
 use anyhow::Context;
 use strata_data::hash::{Rng, combine};
-use strata_data::instances::{Instance, InstanceConfig, PerQuery, QueryGroups, build_instances};
 use strata_data::spelling::{SpellingConfig, SpellingMode, SpellingVariants};
 use strata_data::split::SplitConfig;
-use strata_data::text::ItemTextConfig;
 use strata_data::{Catalog, Judgment, load_catalog};
 
 use crate::config::TrainConfig;
@@ -77,7 +76,7 @@ impl TrainData {
             }
             (None, None) => anyhow::bail!("no training judgments configured"),
         };
-        let text_cfg = ItemTextConfig::with_taxonomy_levels(d.taxonomy_depth);
+        let text_cfg = d.item_text.clone();
         let item_texts = text_cfg.render_all(catalog.items());
         let groups =
             QueryGroups::new(&catalog, &train).context("grouping the training judgments")?;
@@ -140,7 +139,7 @@ impl TrainData {
     pub fn epoch_instances(&self, epoch: u64) -> anyhow::Result<Vec<Instance>> {
         let (mut instances, _) = build_instances(&self.groups, &self.instance_config, epoch)?;
         if let Some(v) = &self.variants {
-            instances = v.apply(instances, SpellingMode::Additive);
+            instances = crate::instances::apply_spelling(v, instances, SpellingMode::Additive);
             Rng::new(combine(&[self.seed, epoch, SHUFFLE_TAG])).shuffle(&mut instances);
         }
         Ok(instances)

@@ -2,6 +2,8 @@
 //!
 //! - [`losses`]: graded SupCon, multi-class circle, triplet and InfoNCE losses;
 //! - [`config`]: the run configuration ([`TrainConfig`], TOML);
+//! - [`instances`]: training instances (graded item sets per query), batch negatives and
+//!   spelling variants applied to them;
 //! - [`data`]: the training data of a run and its per-epoch instances;
 //! - [`batch`]: length-sorted, deduplicated forward chunks of a batch of instances;
 //! - [`step`]: the forward pass of a batch and the trained module;
@@ -19,6 +21,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod dev;
+pub mod instances;
 pub mod losses;
 pub mod optim;
 pub mod run_loop;

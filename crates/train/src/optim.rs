@@ -450,56 +450,52 @@ fn to_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// The float parameters of a module by path: their sizes, or also their values.
+struct ParamWalk {
+    path: Vec<String>,
+    with_values: bool,
+    sizes: BTreeMap<String, usize>,
+    values: BTreeMap<String, Vec<f32>>,
+}
+
+impl ParamWalk {
+    fn of<M: Module>(module: &M, with_values: bool) -> Self {
+        let mut w = ParamWalk {
+            path: Vec::new(),
+            with_values,
+            sizes: BTreeMap::new(),
+            values: BTreeMap::new(),
+        };
+        module.visit(&mut w);
+        w
+    }
+}
+
+impl ModuleVisitor for ParamWalk {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let path = self.path.join(".");
+        self.sizes
+            .insert(path.clone(), param.lazy_shape().num_elements());
+        if self.with_values {
+            self.values.insert(path, tensor_values(param.val().inner()));
+        }
+    }
+}
+
 /// Number of values of every float parameter of `module`, by path.
 pub fn param_sizes<M: Module>(module: &M) -> BTreeMap<String, usize> {
-    struct Sizes {
-        path: Vec<String>,
-        out: BTreeMap<String, usize>,
-    }
-    impl ModuleVisitor for Sizes {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.out
-                .insert(self.path.join("."), param.lazy_shape().num_elements());
-        }
-    }
-    let mut v = Sizes {
-        path: Vec::new(),
-        out: BTreeMap::new(),
-    };
-    module.visit(&mut v);
-    v.out
+    ParamWalk::of(module, false).sizes
 }
 
 /// The values of every float parameter of `module`, by path (for tests and checksums).
 pub fn param_values<M: Module>(module: &M) -> BTreeMap<String, Vec<f32>> {
-    struct Values {
-        path: Vec<String>,
-        out: BTreeMap<String, Vec<f32>>,
-    }
-    impl ModuleVisitor for Values {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.out
-                .insert(self.path.join("."), tensor_values(param.val().inner()));
-        }
-    }
-    let mut v = Values {
-        path: Vec::new(),
-        out: BTreeMap::new(),
-    };
-    module.visit(&mut v);
-    v.out
+    ParamWalk::of(module, true).values
 }
 
 /// Learning-rate factor of linear warmup followed by linear decay to zero.

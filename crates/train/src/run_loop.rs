@@ -134,6 +134,36 @@ impl Schedule {
     }
 }
 
+/// The data of the epoch being trained (its instances or batches): made when an update of a
+/// new epoch first asks for it, kept until the next epoch's first update.
+pub struct EpochData<T> {
+    current: Option<(u64, T)>,
+}
+
+impl<T> Default for EpochData<T> {
+    fn default() -> Self {
+        EpochData { current: None }
+    }
+}
+
+impl<T> EpochData<T> {
+    /// The data of `epoch`, made by `make(epoch)` unless it is held already.
+    pub fn get(
+        &mut self,
+        epoch: u64,
+        make: impl FnOnce(u64) -> anyhow::Result<T>,
+    ) -> anyhow::Result<&T> {
+        if self.current.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.current = None;
+            self.current = Some((epoch, make(epoch)?));
+        }
+        match &self.current {
+            Some((_, data)) => Ok(data),
+            None => unreachable!("set above"),
+        }
+    }
+}
+
 /// What one update computed (its gradients are in the task's [`GradBuffer`]).
 #[derive(Clone, Debug, Default)]
 pub struct StepOutcome {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::instances::Instance;
 use burn::tensor::Device;
-use strata_data::instances::Instance;
 use strata_model::{LoadOptions, TwoTower, load_model};
 
 use crate::batch::{Chunking, plan_batch};
@@ -342,7 +342,7 @@ fn training_writes_the_run_directory_and_improves_dev_ndcg() {
     assert_eq!(saved, cfg);
     // The models record the item text they learned on; evaluation, indexing and mining with
     // them default to it.
-    let want = strata_data::ItemTextConfig::with_taxonomy_levels(cfg.data.taxonomy_depth);
+    let want = cfg.data.item_text.clone();
     for m in ["model", "best"] {
         assert_eq!(
             strata_model::recorded_item_text(&run.join(m)).unwrap(),

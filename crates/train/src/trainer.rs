@@ -11,10 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::instances::{Instance, QueryGroups, with_batch_negatives};
 use anyhow::Context;
 use burn::tensor::Device;
 use serde::Serialize;
-use strata_data::instances::{Instance, QueryGroups, with_batch_negatives};
 use strata_model::{
     Embedder, LoadOptions, TextTokenizer, TowerConfig, TwoTower, load_model, save_model,
 };
@@ -26,7 +26,9 @@ use crate::data::{DataSummary, TrainData};
 use crate::dev::{DevScore, evaluate_dev};
 use crate::losses::{LossConfig, Reduction};
 use crate::optim::{GradBuffer, GroupSettings};
-use crate::run_loop::{Evaluation, LoopSettings, RunOutcome, Schedule, StepOutcome, TrainTask};
+use crate::run_loop::{
+    EpochData, Evaluation, LoopSettings, RunOutcome, Schedule, StepOutcome, TrainTask,
+};
 use crate::step::{HEAD_PATHS, LOSS_PATH, TrainModule, batch_loss};
 
 pub use crate::run_loop::{
@@ -235,7 +237,7 @@ struct RetrieverTask<'a> {
     steps_per_epoch: u64,
     reduction_mean: bool,
     /// The instances of the current epoch.
-    epoch: Option<(u64, Vec<Instance>)>,
+    epoch: EpochData<Vec<Instance>>,
 }
 
 impl Evaluation for DevPoint {
@@ -314,9 +316,7 @@ fn load<'a>(
     };
     // The saved model records the item text it learned on, for evaluation, indexing and mining.
     let tower_cfg = TowerConfig {
-        item_text: Some(strata_data::ItemTextConfig::with_taxonomy_levels(
-            cfg.data.taxonomy_depth,
-        )),
+        item_text: Some(cfg.data.item_text.clone()),
         ..tower_cfg
     };
     if tower_cfg.projection_dim.is_none()
@@ -365,7 +365,7 @@ fn load<'a>(
         item_tokens,
         device,
         reduction_mean: averages(&cfg.loss),
-        epoch: None,
+        epoch: EpochData::default(),
     };
     Ok((task, TrainModule { tower, loss }))
 }
@@ -435,13 +435,10 @@ impl TrainTask for RetrieverTask<'_> {
         grads: &mut GradBuffer,
     ) -> anyhow::Result<StepOutcome> {
         let cfg = self.cfg;
-        let epoch = step / self.steps_per_epoch;
-        if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.epoch = Some((epoch, self.data.epoch_instances(epoch)?));
-        }
-        let Some((_, instances)) = &self.epoch else {
-            anyhow::bail!("no instances for epoch {epoch}");
-        };
+        let data = &self.data;
+        let instances = self
+            .epoch
+            .get(step / self.steps_per_epoch, |e| data.epoch_instances(e))?;
         let first_micro = ((step % self.steps_per_epoch) * cfg.train.accumulation as u64) as usize;
         let bs = cfg.train.batch_size;
         let micro: Vec<&[Instance]> = (first_micro..first_micro + cfg.train.accumulation)

@@ -90,43 +90,14 @@ pub struct EmbeddingCacheArgs {
 }
 
 impl EmbeddingCacheArgs {
-    /// The cache directory for `model` (None when disabled or no root can be found).
-    pub fn dir(
-        &self,
-        model: &std::path::Path,
-        max_len: usize,
-        device: &str,
-        precision: strata_model::Precision,
-    ) -> anyhow::Result<Option<PathBuf>> {
-        if self.no_embedding_cache {
-            return Ok(None);
+    /// The cache policy these flags name.
+    pub fn policy(&self) -> strata_model::CachePolicy {
+        match (&self.embedding_cache, self.no_embedding_cache) {
+            (_, true) => strata_model::CachePolicy::Off,
+            (Some(root), false) => strata_model::CachePolicy::Root(root.clone()),
+            (None, false) => strata_model::CachePolicy::Default,
         }
-        let root = match &self.embedding_cache {
-            Some(r) => r.clone(),
-            None => match strata_model::default_cache_root() {
-                Some(r) => r,
-                None => return Ok(None),
-            },
-        };
-        Ok(Some(strata_model::item_cache_dir(
-            &root, model, max_len, device, precision,
-        )?))
     }
-}
-
-/// Wraps `model` with the item-embedding cache in `dir` (if any), logging where it is.
-pub fn cached_encoder<'a>(
-    model: &'a dyn strata_data::TextEncoder,
-    dir: Option<&std::path::Path>,
-) -> anyhow::Result<Option<strata_data::CachedEncoder<'a>>> {
-    let Some(dir) = dir else { return Ok(None) };
-    let cache = strata_data::EmbeddingCache::open(dir, model.dim())?;
-    tracing::info!(
-        "item-embedding cache {} holds {} items",
-        dir.display(),
-        cache.len()
-    );
-    Ok(Some(strata_data::CachedEncoder::new(model, cache)?))
 }
 
 /// The inference flags of every command that embeds with a model (embed, eval, index, serve,
@@ -137,10 +108,10 @@ pub struct InferenceArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Most texts per forward pass.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = BatchLimits::default().max_batch)]
     pub batch_size: usize,
     /// Most padded tokens per forward pass.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = BatchLimits::default().max_tokens)]
     pub max_tokens: usize,
     /// Truncation length (tokens) for a Hugging Face folder.
     #[arg(long)]
@@ -203,5 +174,33 @@ impl ModelArgs {
     /// The model as the server holds it.
     pub fn load(&self) -> anyhow::Result<strata_serving::ServedModel> {
         self.run.served(&self.model)
+    }
+}
+
+/// The HNSW flags of `strata eval --ann`, `strata index build`, `strata index hnsw` and
+/// `strata mine`, defined once. A flag left out keeps the command's library default
+/// ([`strata_eval::HnswParams::default`]: 16, 128, 128; mining's `MineConfig`: 24, 200,
+/// 400).
+#[derive(Args, Clone, Debug, Default)]
+pub struct HnswFlags {
+    /// HNSW graph degree.
+    #[arg(long)]
+    pub hnsw_m: Option<usize>,
+    /// HNSW candidate list size while building.
+    #[arg(long)]
+    pub hnsw_ef_construction: Option<usize>,
+    /// HNSW candidate list size while searching.
+    #[arg(long)]
+    pub hnsw_ef_search: Option<usize>,
+}
+
+impl HnswFlags {
+    /// `default` with the flags given applied.
+    pub fn params(&self, default: strata_eval::HnswParams) -> strata_eval::HnswParams {
+        strata_eval::HnswParams {
+            connectivity: self.hnsw_m.unwrap_or(default.connectivity),
+            expansion_add: self.hnsw_ef_construction.unwrap_or(default.expansion_add),
+            expansion_search: self.hnsw_ef_search.unwrap_or(default.expansion_search),
+        }
     }
 }

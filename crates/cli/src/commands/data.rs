@@ -11,10 +11,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_data::adapters::{esci, homedepot, wands};
 use strata_data::io::{RecordKind, detect_kind};
-use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, Labeler, UnknownPair};
-use strata_data::marketplace::{
-    Marketplace, MarketplaceConfig, Oracle, OracleConfig, OracleLabeler,
-};
+use strata_data::labeler::CachedLabeler;
+use strata_data::marketplace::{Marketplace, MarketplaceConfig, Oracle, OracleConfig};
 use strata_data::progress::Progress;
 use strata_data::spelling::{NoiserConfig, SpellingConfig, SpellingMode, SpellingVariants};
 use strata_data::split::{Split, SplitConfig};
@@ -182,9 +180,13 @@ pub struct StatsArgs {
     /// Judgments file.
     #[arg(long)]
     pub judgments: Option<PathBuf>,
-    /// Taxonomy levels in the item text used for token overlap: none, all, N, first:N, last:N.
-    #[arg(long, default_value = "2")]
-    pub taxonomy_depth: TaxonomyDepth,
+    /// Item text used for token overlap, as `strata eval --item-text` (default name+taxonomy).
+    #[arg(long)]
+    pub item_text: Option<ItemTextConfig>,
+    /// Taxonomy levels in the item text: none, all, N, first:N, last:N
+    /// (`--item-text name+taxonomy:DEPTH`).
+    #[arg(long, conflicts_with = "item_text")]
+    pub taxonomy_depth: Option<TaxonomyDepth>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -211,9 +213,13 @@ fn stats(a: StatsArgs) -> anyhow::Result<()> {
         }
         (Some(_), None) => bail!("--judgments is required with --catalog"),
     };
-    let text = ItemTextConfig {
-        depth: a.taxonomy_depth,
-        template: None,
+    let text = match (&a.item_text, a.taxonomy_depth) {
+        (Some(t), _) => t.clone(),
+        (None, Some(depth)) => ItemTextConfig {
+            depth,
+            template: None,
+        },
+        (None, None) => ItemTextConfig::default(),
     };
     let s = DataStats::compute(catalog.as_ref(), &judgments, &text);
     if a.json {
@@ -469,31 +475,22 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
                 queries.len(),
                 queries.iter().map(|q| q.candidates.len()).sum::<usize>()
             );
-            let inner: Box<dyn Labeler> = match &a.labeler {
-                strata_data::LabelerSpec::Oracle => {
-                    let l = OracleLabeler::new(
-                        Oracle::new(OracleConfig {
-                            noise: a.noise,
-                            seed: a.seed,
-                        })?,
-                        &catalog,
-                    );
-                    if l.known_items() == 0 {
-                        bail!(
-                            "the oracle knows none of the catalog's items (it labels synthetic-marketplace catalogs); use --labeler lookup"
-                        );
-                    }
-                    Box::new(l)
-                }
-                strata_data::LabelerSpec::Lookup => {
-                    let unknown = match a.unknown_label {
-                        Some(l) => UnknownPair::Fixed(l),
-                        None => UnknownPair::Abstain,
-                    };
-                    Box::new(JudgmentLookupLabeler::new(&judgments, unknown)?)
-                }
-                other => return Err(other.rejected("--labeler", &SYNTH_LABELERS)),
-            };
+            let built = strata_labeling::build_labeler(
+                &a.labeler,
+                "--labeler",
+                &SYNTH_LABELERS,
+                strata_labeling::LabelerInputs {
+                    catalog: Some(&catalog),
+                    lookup: Some(&judgments),
+                    unknown_label: a.unknown_label,
+                    oracle: Some(Oracle::new(OracleConfig {
+                        noise: a.noise,
+                        seed: a.seed,
+                    })?),
+                    ..Default::default()
+                },
+            )?;
+            let inner = built.labeler;
             let (synthetic, stats) = match &a.label_cache {
                 Some(path) => {
                     let cached = CachedLabeler::open(inner, path, &a.guideline)?;

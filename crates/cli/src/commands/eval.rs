@@ -12,7 +12,6 @@ use strata_eval::from_data::{ItemTextConfig, catalog, qrels};
 use strata_eval::{
     Criterion, EvalOptions, Fusion, HnswParams, System, UnknownItems, evaluate, write_run,
 };
-use strata_model::Embedder;
 
 /// The system evaluated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,15 +69,8 @@ pub struct EvalArgs {
     /// Also search with an HNSW index and report its recall against exact search.
     #[arg(long)]
     pub ann: bool,
-    /// HNSW graph degree.
-    #[arg(long, default_value_t = 16)]
-    pub hnsw_m: usize,
-    /// HNSW candidate list size while building.
-    #[arg(long, default_value_t = 128)]
-    pub hnsw_ef_construction: usize,
-    /// HNSW candidate list size while searching.
-    #[arg(long, default_value_t = 128)]
-    pub hnsw_ef_search: usize,
+    #[command(flatten)]
+    pub hnsw: super::common::HnswFlags,
     /// Token overlap at or above which a judged pair is lexically hard.
     #[arg(long, default_value_t = 0.7)]
     pub hard_overlap: f64,
@@ -131,10 +123,6 @@ pub struct CompareArgs {
     pub paired: bool,
 }
 
-fn load_embedder(a: &EvalArgs, model: &std::path::Path) -> anyhow::Result<Embedder> {
-    a.run.embedder(model)
-}
-
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let kind = match (a.system, &a.model) {
         (Some(k), _) => k,
@@ -177,50 +165,26 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
+    if a.item_embeddings.is_some() && a.model.is_none() {
+        bail!("--item-embeddings needs --model (the model the index was built with)");
+    }
     let embedder = match &a.model {
-        Some(m) => Some(load_embedder(&a, m)?),
+        Some(m) => Some(a.run.embedder(m)?),
         None => None,
     };
-    let index = match (&a.item_embeddings, &a.model) {
-        (Some(dir), Some(model)) => {
-            let idx = strata_serving::ItemIndex::open(dir)?;
-            let fp = strata_model::model_fingerprint(model)?;
-            idx.manifest()
-                .check_model(&model.display().to_string(), &fp)?;
-            let want = item_text.to_string();
-            anyhow::ensure!(
-                idx.manifest().item_text == want,
-                "--item-embeddings {}: the index embedded item text {:?}, this evaluation uses {want:?}",
-                dir.display(),
-                idx.manifest().item_text
-            );
-            Some(idx)
-        }
-        (Some(_), None) => {
-            bail!("--item-embeddings needs --model (the model the index was built with)")
-        }
-        (None, _) => None,
-    };
-    let indexed = match (&index, &embedder) {
-        (Some(idx), Some(e)) => Some(strata_serving::IndexedItems::new(idx, e)?),
+    let vectors = match (&embedder, &a.model) {
+        (Some(e), Some(m)) => Some(strata_serving::ItemVectors::open(
+            e,
+            m,
+            &item_text,
+            a.item_embeddings.as_deref(),
+            &a.cache.policy(),
+            &a.run.device,
+            a.run.precision,
+        )?),
         _ => None,
     };
-    // Without an index, item vectors come from (and go to) the embedding cache.
-    let cached = match (&indexed, &embedder, &a.model) {
-        (None, Some(e), Some(model)) => {
-            let dir = a
-                .cache
-                .dir(model, e.config().max_len, &a.run.device, a.run.precision)?;
-            super::common::cached_encoder(e, dir.as_deref())?
-        }
-        _ => None,
-    };
-    let embedder: Option<&dyn strata_data::TextEncoder> = match (&indexed, &cached, &embedder) {
-        (Some(i), _, _) => Some(i),
-        (None, Some(c), _) => Some(c),
-        (None, None, Some(e)) => Some(e),
-        (None, None, None) => None,
-    };
+    let embedder = vectors.as_ref().map(|v| v.encoder());
     let system = match (kind, embedder) {
         (SystemKind::Bm25, _) => System::Bm25,
         (SystemKind::Dense, Some(e)) => System::Dense(e),
@@ -239,11 +203,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     };
     let opts = EvalOptions {
         hard_overlap: a.hard_overlap,
-        ann: a.ann.then_some(HnswParams {
-            connectivity: a.hnsw_m,
-            expansion_add: a.hnsw_ef_construction,
-            expansion_search: a.hnsw_ef_search,
-        }),
+        ann: a.ann.then_some(a.hnsw.params(HnswParams::default())),
         unknown_items: if a.strict {
             UnknownItems::Error
         } else {
@@ -288,13 +248,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             ann.recall_10, ann.recall_100, ann.build_seconds, ann.search_seconds
         );
     }
-    if let Some(c) = &cached {
-        let st = c.stats();
+    if let Some((st, cached)) = vectors.as_ref().and_then(|v| v.cache_stats()) {
         println!(
             "item embeddings: {} from the cache, {} embedded (cache: {} items)",
-            st.hits,
-            st.embedded,
-            c.cached()
+            st.hits, st.embedded, cached
         );
     }
     let lo = &m.left_out;

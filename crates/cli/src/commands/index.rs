@@ -56,15 +56,8 @@ pub struct BuildArgs {
     /// Also write a reduced-precision copy of the embeddings: f16 or int8.
     #[arg(long)]
     pub quantize: Option<Quantization>,
-    /// HNSW graph degree.
-    #[arg(long, default_value_t = 16)]
-    pub hnsw_m: usize,
-    /// HNSW candidate list size while building.
-    #[arg(long, default_value_t = 128)]
-    pub hnsw_ef_construction: usize,
-    /// HNSW candidate list size while searching.
-    #[arg(long, default_value_t = 128)]
-    pub hnsw_ef_search: usize,
+    #[command(flatten)]
+    pub hnsw: super::common::HnswFlags,
 }
 
 #[derive(Args)]
@@ -104,15 +97,8 @@ pub struct HnswArgs {
     /// Index directory.
     #[arg(long)]
     pub index: PathBuf,
-    /// HNSW graph degree.
-    #[arg(long, default_value_t = 16)]
-    pub hnsw_m: usize,
-    /// HNSW candidate list size while building.
-    #[arg(long, default_value_t = 128)]
-    pub hnsw_ef_construction: usize,
-    /// HNSW candidate list size while searching.
-    #[arg(long, default_value_t = 128)]
-    pub hnsw_ef_search: usize,
+    #[command(flatten)]
+    pub hnsw: super::common::HnswFlags,
 }
 
 #[derive(Args)]
@@ -176,11 +162,7 @@ pub fn run(c: IndexCommand) -> anyhow::Result<()> {
         IndexCommand::Export(a) => export(a),
         IndexCommand::Hnsw(a) => {
             let t = std::time::Instant::now();
-            let params = HnswParams {
-                connectivity: a.hnsw_m,
-                expansion_add: a.hnsw_ef_construction,
-                expansion_search: a.hnsw_ef_search,
-            };
+            let params = a.hnsw.params(HnswParams::default());
             let idx = ItemIndex::rebuild_hnsw(&a.index, params, true)?;
             eprintln!(
                 "rebuilt the HNSW graph of {} items in {:.1}s",
@@ -235,11 +217,7 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
     let model = a.model.load()?;
     let opts = BuildOptions {
         item_text: strata_model::item_text_for(Some(&a.model.model), a.item_text.clone())?,
-        hnsw: HnswParams {
-            connectivity: a.hnsw_m,
-            expansion_add: a.hnsw_ef_construction,
-            expansion_search: a.hnsw_ef_search,
-        },
+        hnsw: a.hnsw.params(HnswParams::default()),
         quantization: a.quantize,
         thresholds,
         ..progress_opts()

@@ -5,15 +5,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
+use strata_data::labeler::CachedLabeler;
 use strata_data::progress::Progress;
 use strata_data::{Catalog, ItemTextConfig, Labeler, Source};
-use strata_labeling::cross_encoder::CrossEncoderLabeler;
 use strata_labeling::llm::{Guideline, LlmConfig, LlmLabeler, OutputMode};
-use strata_labeling::pairs;
+use strata_labeling::{LabelerInputs, LlmSetup, pairs};
 
 /// Which labeler labels the pairs (`llm`, `lookup` or `cross-encoder=DIR` here).
 pub type LabelerKind = strata_data::LabelerSpec;
@@ -96,20 +95,17 @@ pub fn build_labeler(
     texts: HashMap<String, String>,
     catalog: Option<&Catalog>,
 ) -> anyhow::Result<BuiltLabeler> {
-    let mut llm = None;
-    let (inner, version): (Box<dyn Labeler>, String) = match &a.labeler {
-        LabelerKind::CrossEncoder(dir) => {
-            let catalog = catalog.context("--labeler cross-encoder=DIR needs --catalog FILE")?;
-            let l = CrossEncoderLabeler::load(dir, catalog)?.with_progress(false);
-            let version = format!("cross-encoder-{:016x}", l.fingerprint());
-            (Box::new(l), version)
-        }
-        LabelerKind::Llm => {
-            let guideline = match &a.guideline {
-                Some(p) => Guideline::read(p)?,
-                None => Guideline::ecommerce(),
-            };
-            let cfg = LlmConfig {
+    if matches!(a.labeler, LabelerKind::CrossEncoder(_)) && catalog.is_none() {
+        bail!("--labeler cross-encoder=DIR needs --catalog FILE");
+    }
+    let lookup = match (&a.labeler, &a.lookup_judgments) {
+        (LabelerKind::Lookup, Some(path)) => Some(strata_data::load_judgments(path)?),
+        (LabelerKind::Lookup, None) => bail!("--labeler lookup needs --lookup-judgments FILE"),
+        _ => None,
+    };
+    let llm = match a.labeler {
+        LabelerKind::Llm => Some(LlmSetup {
+            config: LlmConfig {
                 api_key_env: a.api_key_env.clone(),
                 output: a.output,
                 concurrency: a.concurrency,
@@ -121,36 +117,37 @@ pub fn build_labeler(
                 price_prompt_per_1k: a.price_prompt,
                 price_completion_per_1k: a.price_completion,
                 ..LlmConfig::new(a.base_url.clone(), a.model.clone())
-            };
-            let version = guideline.version.clone();
-            let l = Arc::new(LlmLabeler::new(cfg, guideline, texts)?);
-            llm = Some(l.clone());
-            (Box::new(l), version)
-        }
-        LabelerKind::Lookup => {
-            let path = a
-                .lookup_judgments
-                .as_ref()
-                .context("--labeler lookup needs --lookup-judgments FILE")?;
-            let js = strata_data::load_judgments(path)?;
-            (
-                Box::new(JudgmentLookupLabeler::new(&js, UnknownPair::Abstain)?),
-                "judgments".to_string(),
-            )
-        }
-        other => return Err(other.rejected("--labeler", &LABEL_LABELERS)),
+            },
+            guideline: match &a.guideline {
+                Some(p) => Guideline::read(p)?,
+                None => Guideline::ecommerce(),
+            },
+            item_texts: texts,
+        }),
+        _ => None,
     };
-    let version = a.guideline_version.clone().unwrap_or(version);
+    let built = strata_labeling::build_labeler(
+        &a.labeler,
+        "--labeler",
+        &LABEL_LABELERS,
+        LabelerInputs {
+            catalog,
+            lookup: lookup.as_deref(),
+            llm,
+            ..Default::default()
+        },
+    )?;
+    let version = a.guideline_version.clone().unwrap_or(built.version);
     let (labeler, cache): (Box<dyn Labeler>, _) = match &a.cache {
         Some(path) => {
-            let c = Arc::new(CachedLabeler::open(inner, path, &version)?);
+            let c = Arc::new(CachedLabeler::open(built.labeler, path, &version)?);
             (Box::new(c.clone()), Some(c))
         }
-        None => (inner, None),
+        None => (built.labeler, None),
     };
     Ok(BuiltLabeler {
         labeler,
-        llm,
+        llm: built.llm,
         cache,
     })
 }

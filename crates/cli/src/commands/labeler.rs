@@ -22,7 +22,7 @@ pub enum LabelerCommand {
     /// Fine-tune a cross-encoder labeler on human judgments (split by query).
     Train(Box<TrainArgs>),
     /// Evaluate a labeler on a held-out split against the majority and BM25 references.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
 }
 
 /// Where the judged pairs come from and how they are split.
@@ -40,8 +40,12 @@ pub struct DataArgs {
     /// Seed of the split.
     #[arg(long)]
     pub split_seed: Option<u64>,
-    /// Taxonomy levels appended to item names (0: name only).
+    /// Item text (data.item_text): name, name+taxonomy (the name and two taxonomy levels),
+    /// name+taxonomy:DEPTH or template:DEPTH:TEMPLATE.
     #[arg(long)]
+    pub item_text: Option<strata_data::ItemTextConfig>,
+    /// Taxonomy levels appended to item names (0: name only): `--item-text name+taxonomy:N`.
+    #[arg(long, conflicts_with = "item_text")]
     pub taxonomy_depth: Option<usize>,
 }
 
@@ -62,8 +66,13 @@ impl DataArgs {
         if let Some(s) = self.split_seed {
             src.split.seed = s;
         }
+        if let Some(t) = &self.item_text {
+            src.item_text = t.clone();
+            src.taxonomy_depth = None;
+        }
         if let Some(d) = self.taxonomy_depth {
-            src.taxonomy_depth = d;
+            src.item_text = strata_data::ItemTextConfig::with_taxonomy_levels(d);
+            src.taxonomy_depth = None;
         }
         Ok(())
     }

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use strata_data::Labeler;
 use strata_data::LabelerSpec;
-use strata_data::labeler::{CachedLabeler, JudgmentLookupLabeler, UnknownPair};
+use strata_data::labeler::CachedLabeler;
 use strata_data::text::ItemTextConfig;
-use strata_labeling::cross_encoder::CrossEncoderLabeler;
 use strata_mining::{Corpus, MineConfig, SearchChoice};
 use strata_pipeline::PipelineConfig;
 
@@ -66,13 +64,13 @@ pub struct MineArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Items retrieved per query.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = MineConfig::default().k)]
     pub k: usize,
     /// Rank split between hard negatives and hard positives (default k/2).
     #[arg(long)]
     pub split: Option<usize>,
     /// Hard negatives are taken from this rank on (1 keeps the hardest).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = MineConfig::default().negatives_from_rank)]
     pub negatives_from_rank: usize,
     /// Search the whole catalog instead of the training items.
     #[arg(long)]
@@ -86,27 +84,23 @@ pub struct MineArgs {
     #[arg(long, default_value = "unjudged-zero")]
     pub labeler: LabelerSpec,
     /// Reuse the item embeddings of an index built by `strata index build` with the same
-    /// model (skips embedding the items; the item text must match: name + 2 taxonomy levels).
+    /// model and item text (skips embedding the items).
     #[arg(long)]
     pub item_embeddings: Option<PathBuf>,
-    /// HNSW graph degree.
-    #[arg(long, default_value_t = 24)]
-    pub hnsw_m: usize,
-    /// HNSW candidate list size while building.
-    #[arg(long, default_value_t = 200)]
-    pub hnsw_ef_construction: usize,
-    /// HNSW candidate list size while searching (raised to k when lower).
-    #[arg(long, default_value_t = 400)]
-    pub hnsw_ef_search: usize,
+    #[command(flatten)]
+    pub hnsw: super::common::HnswFlags,
     /// Queries on which HNSW is checked against exact search (0: none).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = MineConfig::default().recall_check_queries)]
     pub recall_check_queries: usize,
     /// Label cache (JSONL); default `<out>/../labels.jsonl`.
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// Taxonomy levels in the item text (default: the item text the model was trained with,
-    /// else 2).
+    /// Item text, as `strata eval --item-text` (default: the item text the model was trained
+    /// with, else name+taxonomy).
     #[arg(long)]
+    pub item_text: Option<ItemTextConfig>,
+    /// Taxonomy levels in the item text: `--item-text name+taxonomy:N`.
+    #[arg(long, conflicts_with = "item_text")]
     pub taxonomy_depth: Option<usize>,
     #[command(flatten)]
     pub embedding_cache: super::common::EmbeddingCacheArgs,
@@ -116,7 +110,6 @@ pub struct MineArgs {
 const MINE_LABELERS: [&str; 3] = ["unjudged-zero", "judged-only", "cross-encoder"];
 
 pub fn mine(a: MineArgs) -> anyhow::Result<()> {
-    a.labeler.expect("--labeler", &MINE_LABELERS)?;
     let catalog = strata_data::load_catalog(&a.catalog)?;
     let train = strata_data::load_judgments(&a.judgments)?;
     let cfg = MineConfig {
@@ -129,80 +122,46 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
             Corpus::TrainingItems
         },
         ann: a.search,
-        hnsw: strata_eval::HnswParams {
-            connectivity: a.hnsw_m,
-            expansion_add: a.hnsw_ef_construction,
-            expansion_search: a.hnsw_ef_search,
-        },
+        hnsw: a.hnsw.params(MineConfig::default().hnsw),
         recall_check_queries: a.recall_check_queries,
         ..MineConfig::default()
     };
     cfg.validate()?;
+    // The labeler is built (or refused) before anything is written.
+    let built = strata_labeling::build_labeler(
+        &a.labeler,
+        "--labeler",
+        &MINE_LABELERS,
+        strata_labeling::LabelerInputs {
+            catalog: Some(&catalog),
+            progress: true,
+            ..Default::default()
+        },
+    )?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let cache = a
         .cache
         .clone()
         .unwrap_or_else(|| a.out.join("labels.jsonl"));
-    let (inner, version): (Box<dyn Labeler>, String) = match &a.labeler {
-        // Mining keeps the label of every judged pair itself, so these policies only answer
-        // unjudged pairs (and do not need the judgments, which may hold conflicting labels
-        // for case variants of a query, as Home Depot's do).
-        LabelerSpec::UnjudgedZero => (
-            Box::new(JudgmentLookupLabeler::new(&[], UnknownPair::Fixed(0))?),
-            "v1".into(),
-        ),
-        LabelerSpec::JudgedOnly => (
-            Box::new(JudgmentLookupLabeler::new(&[], UnknownPair::Abstain)?),
-            "v1".into(),
-        ),
-        LabelerSpec::CrossEncoder(dir) => {
-            let l = CrossEncoderLabeler::load(dir, &catalog)?;
-            let version = format!("cross-encoder-{:016x}", l.fingerprint());
-            (Box::new(l), version)
-        }
-        other => {
-            return Err(other.rejected("--labeler", &MINE_LABELERS));
-        }
-    };
-    let labeler = CachedLabeler::open(inner, &cache, &version)?;
+    let labeler = CachedLabeler::open(built.labeler, &cache, &built.version)?;
     let text = strata_model::item_text_for(
         Some(&a.model.model),
-        a.taxonomy_depth.map(ItemTextConfig::with_taxonomy_levels),
+        a.item_text
+            .clone()
+            .or(a.taxonomy_depth.map(ItemTextConfig::with_taxonomy_levels)),
     )?;
     let e = a.model.embedder()?.with_progress(true);
-    let model_dir = &a.model.model;
-    let index = match &a.item_embeddings {
-        Some(dir) => {
-            let idx = strata_serving::ItemIndex::open(dir)?;
-            let fp = strata_model::model_fingerprint(model_dir)?;
-            idx.manifest()
-                .check_model(&model_dir.display().to_string(), &fp)?;
-            Some(idx)
-        }
-        None => None,
-    };
-    let indexed = match &index {
-        Some(idx) => Some(strata_serving::IndexedItems::new(idx, &e)?),
-        None => None,
-    };
-    let cached = match &indexed {
-        None => {
-            let dir = a.embedding_cache.dir(
-                model_dir,
-                e.config().max_len,
-                &a.model.run.device,
-                a.model.run.precision,
-            )?;
-            super::common::cached_encoder(&e, dir.as_deref())?
-        }
-        Some(_) => None,
-    };
-    let encoder: &dyn strata_data::TextEncoder = match (&indexed, &cached) {
-        (Some(i), _) => i,
-        (None, Some(c)) => c,
-        (None, None) => &e,
-    };
+    let vectors = strata_serving::ItemVectors::open(
+        &e,
+        &a.model.model,
+        &text,
+        a.item_embeddings.as_deref(),
+        &a.embedding_cache.policy(),
+        &a.model.run.device,
+        a.model.run.precision,
+    )?;
+    let encoder = vectors.encoder();
     let out = strata_mining::mine(encoder, &catalog, &text, &train, &labeler, &cfg)?;
     strata_data::write_judgments(a.out.join("judgments.jsonl"), &out.judgments)?;
     let mut report = serde_json::to_value(&out.report)?;

@@ -84,8 +84,12 @@ pub struct TrainArgs {
     /// Fraction of training queries with an added misspelled anchor (0 disables).
     #[arg(long)]
     pub spelling_ratio: Option<f64>,
-    /// Taxonomy levels appended to item names (0: name only).
+    /// Item text (data.item_text): name, name+taxonomy (the name and two taxonomy levels),
+    /// name+taxonomy:DEPTH or template:DEPTH:TEMPLATE.
     #[arg(long)]
+    pub item_text: Option<strata_data::ItemTextConfig>,
+    /// Taxonomy levels appended to item names (0: name only): `--item-text name+taxonomy:N`.
+    #[arg(long, conflicts_with = "item_text")]
     pub taxonomy_depth: Option<usize>,
 
     /// Model to start from: a Hugging Face folder, a strata model, or a strata run directory
@@ -256,7 +260,12 @@ pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
     d.batch_negatives |= a.batch_negatives;
     set(&mut d.batch_negatives_max, a.batch_negatives_max);
     set(&mut d.spelling_ratio, a.spelling_ratio);
-    set(&mut d.taxonomy_depth, a.taxonomy_depth);
+    set(&mut d.item_text, a.item_text.clone());
+    set(
+        &mut d.item_text,
+        a.taxonomy_depth
+            .map(strata_data::ItemTextConfig::with_taxonomy_levels),
+    );
 
     let m = &mut cfg.model;
     set(&mut m.init, a.init.clone());

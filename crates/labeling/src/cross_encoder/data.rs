@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 use strata_data::hash::{Rng, combine, hash_str};
 use strata_data::split::{Split, SplitConfig};
 use strata_data::{
-    Catalog, ItemTextConfig, Judgment, ReadOptions, TaxonomyDepth, load_catalog_with,
-    load_judgments_with,
+    Catalog, ItemTextConfig, Judgment, ReadOptions, load_catalog_with, load_judgments_with,
 };
 
 /// Where the labeled pairs come from and how they are split.
@@ -22,8 +21,13 @@ pub struct PairSource {
     pub judgments: PathBuf,
     /// Train/dev/test fractions and seed of the hash split by query.
     pub split: SplitConfig,
-    /// Taxonomy levels appended to item names (0: name only).
-    pub taxonomy_depth: usize,
+    /// The item text the labeler reads (a labeler directory records it; a training run
+    /// starting from a labeler directory keeps that one).
+    pub item_text: ItemTextConfig,
+    /// Older configurations' form of the item text (taxonomy levels); read into `item_text`
+    /// by [`PairSource::item_text`], never written.
+    #[serde(skip_serializing)]
+    pub taxonomy_depth: Option<usize>,
 }
 
 impl Default for PairSource {
@@ -32,21 +36,19 @@ impl Default for PairSource {
             catalog: PathBuf::new(),
             judgments: PathBuf::new(),
             split: SplitConfig::default(),
-            taxonomy_depth: 2,
+            item_text: ItemTextConfig::default(),
+            taxonomy_depth: None,
         }
     }
 }
 
 impl PairSource {
-    /// The taxonomy depth as item-text setting.
-    pub fn depth(&self) -> TaxonomyDepth {
-        taxonomy_depth(self.taxonomy_depth)
+    /// The item text, settled with the older `taxonomy_depth` field.
+    pub fn item_text(&self) -> anyhow::Result<ItemTextConfig> {
+        self.item_text
+            .clone()
+            .with_legacy_depth(self.taxonomy_depth, "data")
     }
-}
-
-/// `0` is name only, `n` the first `n` levels.
-pub fn taxonomy_depth(n: usize) -> TaxonomyDepth {
-    TaxonomyDepth::first(n)
 }
 
 /// A catalog with its item texts and split judgments.
@@ -61,7 +63,7 @@ pub struct LabeledPairs {
 
 impl LabeledPairs {
     /// Reads and splits the data (invalid rows are errors naming file, line and field).
-    pub fn load(src: &PairSource, depth: TaxonomyDepth) -> anyhow::Result<Self> {
+    pub fn load(src: &PairSource, text: &ItemTextConfig) -> anyhow::Result<Self> {
         src.split.validate()?;
         let opts = ReadOptions::default();
         let check = |p: &Path, what: &str| -> anyhow::Result<()> {
@@ -82,10 +84,6 @@ impl LabeledPairs {
             "{} holds no judgments",
             src.judgments.display()
         );
-        let text = ItemTextConfig {
-            depth,
-            template: None,
-        };
         let item_texts = text.render_all(catalog.iter());
         let s = src.split.split_judgments(&judgments);
         Ok(LabeledPairs {

@@ -158,7 +158,7 @@ pub fn evaluate_labeler(cfg: &LabelerEvalConfig) -> anyhow::Result<LabelerEvalRe
     })?;
     let model_cfg: super::model::CrossEncoderConfig = serde_json::from_str(&text)
         .with_context(|| format!("{}: invalid labeler config", cfg_path.display()))?;
-    let data = LabeledPairs::load(&cfg.data, model_cfg.taxonomy_depth)?;
+    let data = LabeledPairs::load(&cfg.data, &model_cfg.item_text)?;
     let eval_js = subsample(data.split(cfg.split), cfg.max_pairs, cfg.seed);
     anyhow::ensure!(
         !eval_js.is_empty(),

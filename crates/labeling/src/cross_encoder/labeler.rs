@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::Device;
-use strata_data::{Catalog, ItemTextConfig, Labeler};
+use strata_data::{Catalog, Labeler};
 use strata_model::{BatchLimits, TextTokenizer};
 
 use super::model::{CrossEncoder, CrossEncoderConfig, NUM_LABELS, tokenize_pairs};
@@ -55,13 +55,9 @@ impl CrossEncoderLabeler {
         catalog: &Catalog,
         device: Device,
     ) -> Self {
-        let text = ItemTextConfig {
-            depth: config.taxonomy_depth,
-            template: None,
-        };
         let item_texts = catalog
             .iter()
-            .map(|i| (i.id.clone(), text.render(i)))
+            .map(|i| (i.id.clone(), config.item_text.render(i)))
             .collect();
         CrossEncoderLabeler {
             model: for_inference(&model),
@@ -154,8 +150,15 @@ impl Labeler for CrossEncoderLabeler {
         // The weights' hash, not the directory, identifies the model: a moved labeler keeps
         // its cache entries.
         format!(
-            "cross-encoder fingerprint={:016x} max_len={} pooling={:?} taxonomy={:?}",
-            self.fingerprint, self.config.max_len, self.config.pooling, self.config.taxonomy_depth
+            "cross-encoder fingerprint={:016x} max_len={} pooling={:?} taxonomy={:?}{}",
+            self.fingerprint,
+            self.config.max_len,
+            self.config.pooling,
+            self.config.item_text.depth,
+            match &self.config.item_text.template {
+                Some(t) => format!(" template={}", t.as_str()),
+                None => String::new(),
+            }
         )
     }
 }

@@ -10,7 +10,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use strata_data::TaxonomyDepth;
+use strata_data::{ItemTextConfig, TaxonomyDepth};
 use strata_model::bert::{BertEncoder, mean_pool};
 use strata_model::{EncoderConfig, TextTokenizer};
 
@@ -42,7 +42,7 @@ impl std::str::FromStr for Pooling {
 
 /// Everything needed to rebuild a [`CrossEncoder`] and feed it (saved as `labeler.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "StoredConfig")]
 pub struct CrossEncoderConfig {
     /// Architecture of the encoder.
     pub encoder: EncoderConfig,
@@ -53,11 +53,53 @@ pub struct CrossEncoderConfig {
     pub pooling: Pooling,
     /// Dropout before the head while training.
     pub head_dropout: f64,
-    /// Taxonomy levels appended to item names in the item text.
-    pub taxonomy_depth: TaxonomyDepth,
+    /// The item text the labeler reads (recorded in `labeler.json`; the labeler renders the
+    /// catalog's items with it).
+    pub item_text: ItemTextConfig,
     /// Where the encoder weights came from.
     #[serde(default)]
     pub base_model: String,
+}
+
+/// `labeler.json` as read: labelers written before the item text was one type recorded a
+/// `taxonomy_depth` instead.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredConfig {
+    encoder: EncoderConfig,
+    max_len: usize,
+    #[serde(default)]
+    pooling: Pooling,
+    head_dropout: f64,
+    item_text: Option<ItemTextConfig>,
+    taxonomy_depth: Option<TaxonomyDepth>,
+    #[serde(default)]
+    base_model: String,
+}
+
+impl TryFrom<StoredConfig> for CrossEncoderConfig {
+    type Error = String;
+    fn try_from(c: StoredConfig) -> Result<Self, String> {
+        let item_text = match (c.item_text, c.taxonomy_depth) {
+            (Some(t), None) => t,
+            (None, Some(depth)) => ItemTextConfig {
+                depth,
+                template: None,
+            },
+            (None, None) => return Err("missing field `item_text`".into()),
+            (Some(_), Some(_)) => {
+                return Err("give `item_text` or the older `taxonomy_depth`, not both".into());
+            }
+        };
+        Ok(CrossEncoderConfig {
+            encoder: c.encoder,
+            max_len: c.max_len,
+            pooling: c.pooling,
+            head_dropout: c.head_dropout,
+            item_text,
+            base_model: c.base_model,
+        })
+    }
 }
 
 /// The cross-encoder labeler model.

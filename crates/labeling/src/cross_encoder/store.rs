@@ -91,7 +91,7 @@ pub fn cross_encoder_from_encoder(
     max_len: usize,
     pooling: super::model::Pooling,
     head_dropout: f64,
-    taxonomy_depth: strata_data::TaxonomyDepth,
+    item_text: strata_data::ItemTextConfig,
     seed: u64,
     device: &Device,
 ) -> anyhow::Result<LoadedCrossEncoder> {
@@ -109,7 +109,7 @@ pub fn cross_encoder_from_encoder(
         encoder: encoder_cfg,
         pooling,
         head_dropout,
-        taxonomy_depth,
+        item_text,
         base_model: match model_dir_kind(dir)? {
             ModelDirKind::HuggingFace => dir.display().to_string(),
             ModelDirKind::Strata if !loaded.config.base_model.is_empty() => {

@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Gradients, Tensor};
-use strata_data::{Catalog, Item, Labeler, TaxonomyDepth};
+use burn::tensor::{Device, Tensor};
+use strata_data::{Catalog, Item, ItemTextConfig, Labeler};
 use strata_model::{EncoderConfig, TextTokenizer, TwoTower, save_model};
 use strata_train::optim::param_values;
 
@@ -40,7 +39,7 @@ fn tiny_config() -> CrossEncoderConfig {
         max_len: 16,
         pooling: Pooling::Mean,
         head_dropout: 0.0,
-        taxonomy_depth: TaxonomyDepth::None,
+        item_text: ItemTextConfig::name_only(),
         base_model: "tiny".into(),
     }
 }
@@ -100,32 +99,6 @@ fn catalog() -> Catalog {
     Catalog::from_items(items).unwrap()
 }
 
-struct GradCheck<'a> {
-    grads: &'a Gradients,
-    path: Vec<String>,
-    missing: Vec<String>,
-    seen: usize,
-}
-
-impl ModuleVisitor for GradCheck<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.seen += 1;
-        let ok = param
-            .val()
-            .grad(self.grads)
-            .is_some_and(|g| g.abs().max().into_scalar::<f32>() > 0.0);
-        if !ok {
-            self.missing.push(self.path.join("."));
-        }
-    }
-}
-
 #[test]
 fn pair_encoding_has_segments_and_type_ids() {
     let tok = tokenizer(16);
@@ -170,18 +143,12 @@ fn every_parameter_receives_a_gradient() {
         assert_eq!(logits.dims(), [3, 3]);
         let loss = cross_entropy(logits, &[2, 0, 1], Some([1.0, 2.0, 0.5]), &device).unwrap();
         let grads = loss.backward();
-        let mut check = GradCheck {
-            grads: &grads,
-            path: vec![],
-            missing: vec![],
-            seen: 0,
-        };
-        model.visit(&mut check);
-        assert!(check.seen > 20, "visited only {} parameters", check.seen);
+        let (seen, missing) = strata_testkit::params_without_gradient(&model, &grads);
+        assert!(seen > 20, "visited only {} parameters", seen);
         assert!(
-            check.missing.is_empty(),
+            missing.is_empty(),
             "{pooling:?}: no gradient for {:?}",
-            check.missing
+            missing
         );
     }
 }
@@ -322,7 +289,8 @@ fn run_config(root: &Path, out: &str, max_steps: u64) -> LabelerTrainConfig {
             catalog,
             judgments,
             split: SplitConfig::new(0.8, 0.2, 0.0, 0).unwrap(),
-            taxonomy_depth: 0,
+            item_text: ItemTextConfig::name_only(),
+            taxonomy_depth: None,
         },
         out: root.join(out),
         init: tiny_encoder_dir(root),
@@ -364,7 +332,7 @@ fn training_learns_a_synthetic_task() {
     let dir = resolve_labeler_dir(&cfg.out);
     assert!(dir.ends_with("best"));
     let labeler = CrossEncoderLabeler::load(&dir, &catalog()).unwrap();
-    let data = super::data::LabeledPairs::load(&cfg.data, TaxonomyDepth::None).unwrap();
+    let data = super::data::LabeledPairs::load(&cfg.data, &ItemTextConfig::name_only()).unwrap();
     let pairs: Vec<(String, String)> = data
         .dev
         .iter()

@@ -21,7 +21,8 @@ use strata_model::{BatchLimits, TextTokenizer};
 use strata_train::TrainOptions;
 use strata_train::optim::{AdamWConfig, GradBuffer, GroupSettings};
 use strata_train::run_loop::{
-    self, Evaluation, LoopSettings, RunOutcome, RunState, Schedule, StepOutcome, TrainTask,
+    self, EpochData, Evaluation, LoopSettings, RunOutcome, RunState, Schedule, StepOutcome,
+    TrainTask,
 };
 
 use super::data::{LabeledPairs, PairSource, epoch_batches, subsample};
@@ -394,7 +395,7 @@ struct LabelerTask<'a> {
     train_available: usize,
     steps_per_epoch: u64,
     /// The batches of the current epoch.
-    epoch: Option<(u64, Vec<Vec<usize>>)>,
+    epoch: EpochData<Vec<Vec<usize>>>,
 }
 
 /// Loads the labeler (from `checkpoint` when resuming, else from `cfg.init`) and the pairs.
@@ -418,7 +419,7 @@ fn load<'a>(
             cfg.max_len,
             cfg.pooling,
             cfg.head_dropout,
-            cfg.data.depth(),
+            cfg.data.item_text()?,
             cfg.seed,
             &device,
         )?,
@@ -428,7 +429,7 @@ fn load<'a>(
     let tokenizer = load_tokenizer(&tokenizer_path, &model_cfg)?;
 
     // The data, with the item text the labeler was built for.
-    let data = LabeledPairs::load(&cfg.data, model_cfg.taxonomy_depth)?;
+    let data = LabeledPairs::load(&cfg.data, &model_cfg.item_text)?;
     let train_js = subsample(&data.train, cfg.max_train_pairs, cfg.seed);
     let dev_js = subsample(&data.dev, cfg.max_dev_pairs, combine(&[cfg.seed, 1]));
     anyhow::ensure!(
@@ -451,7 +452,7 @@ fn load<'a>(
         model_cfg,
         tokenizer,
         device,
-        epoch: None,
+        epoch: EpochData::default(),
     };
     Ok((task, model))
 }
@@ -523,20 +524,19 @@ impl TrainTask for LabelerTask<'_> {
     ) -> anyhow::Result<StepOutcome> {
         let cfg = self.cfg;
         let epoch = step / self.steps_per_epoch;
-        if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let b = epoch_batches(
-                &self.lengths,
-                cfg.batch_size,
-                cfg.sort_window,
-                cfg.seed,
-                epoch,
-            );
-            self.epoch = Some((epoch, b));
-        }
+        let lengths = &self.lengths;
         let batch = self
             .epoch
-            .as_ref()
-            .and_then(|(_, b)| b.get((step % self.steps_per_epoch) as usize))
+            .get(epoch, |e| {
+                Ok(epoch_batches(
+                    lengths,
+                    cfg.batch_size,
+                    cfg.sort_window,
+                    cfg.seed,
+                    e,
+                ))
+            })?
+            .get((step % self.steps_per_epoch) as usize)
             .with_context(|| format!("epoch {epoch} has no batch for update {}", step + 1))?;
         let refs: Vec<&PairTokens> = batch.iter().map(|&i| &self.train_tokens[i]).collect();
         let labels: Vec<u8> = batch.iter().map(|&i| self.train_labels[i]).collect();

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::hash::{Rng, combine};
-use crate::record::{Catalog, Judgment, MAX_LABEL};
+use strata_data::hash::{Rng, combine};
+use strata_data::spelling::{SpellingMode, SpellingVariants};
+use strata_data::{Catalog, Judgment, MAX_LABEL};
 
 /// The label levels an instance holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -431,6 +432,42 @@ pub fn with_batch_negatives(
         });
     }
     (out, stats)
+}
+
+/// Applies spelling variants to instances whose `query_idx` indexes the query list the
+/// variants were drawn for: in place (each covered query replaced by its variant), or
+/// additively (a copy of each covered instance with the variant appended; every original kept).
+pub fn apply_spelling(
+    variants: &SpellingVariants,
+    instances: Vec<Instance>,
+    mode: SpellingMode,
+) -> Vec<Instance> {
+    match mode {
+        SpellingMode::InPlace => instances
+            .into_iter()
+            .map(|mut inst| {
+                if let Some(v) = variants.get(inst.query_idx as usize) {
+                    inst.query = v.clone();
+                }
+                inst
+            })
+            .collect(),
+        SpellingMode::Additive => {
+            let extra: Vec<Instance> = instances
+                .iter()
+                .filter_map(|inst| {
+                    variants.get(inst.query_idx as usize).map(|v| Instance {
+                        query_idx: inst.query_idx,
+                        query: v.clone(),
+                        items: inst.items.clone(),
+                    })
+                })
+                .collect();
+            let mut out = instances;
+            out.extend(extra);
+            out
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use strata_data::instances::{Form, InstanceConfig, PerQuery, QueryGroups, build_instances};
 use strata_data::{Catalog, Item, Judgment};
+use strata_train::instances::{Form, InstanceConfig, PerQuery, QueryGroups, build_instances};
 
 /// A catalog of 100 items and judgments with known label mixes:
 /// q0: 2,1,0; q1: 2,0; q2: 1,0; q3: 2,1; q4: only 0; q5: only 2; q6..q59: random mixes.
@@ -229,7 +229,7 @@ fn random_negatives_are_unjudged_distinct_catalog_items() {
 /// their labels and order; single-level queries train only with them.
 #[test]
 fn batch_negatives_are_unjudged_items_of_other_instances() {
-    use strata_data::instances::with_batch_negatives;
+    use strata_train::instances::with_batch_negatives;
     let (catalog, js) = data();
     let groups = QueryGroups::new(&catalog, &js).unwrap();
     let judged: HashSet<(String, u32)> = js
@@ -316,4 +316,49 @@ fn batch_negatives_are_unjudged_items_of_other_instances() {
     let (alone, st) = with_batch_negatives(std::slice::from_ref(q5), &groups, None);
     assert!(alone.is_empty());
     assert_eq!(st.dropped, 1);
+}
+
+#[test]
+fn spelling_variants_apply_additively_and_in_place() {
+    use std::sync::Arc;
+    use strata_data::spelling::{SpellingConfig, SpellingMode, SpellingVariants};
+    use strata_train::instances::{Instance, apply_spelling};
+    let qs: Vec<String> = (0..100).map(|i| format!("cordless drill {i}")).collect();
+    let forty_percent = SpellingConfig {
+        retain: 0.4,
+        ..Default::default()
+    };
+    let v = SpellingVariants::generate(&qs, &forty_percent).unwrap();
+    assert_eq!(v.retained(), 40);
+    let instances: Vec<Instance> = qs
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Instance {
+            query_idx: i as u32,
+            query: Arc::from(q.as_str()),
+            items: vec![(i as u32, 2), (1000, 0)],
+        })
+        .collect();
+    let add = apply_spelling(&v, instances.clone(), SpellingMode::Additive);
+    assert_eq!(add.len(), 140);
+    assert_eq!(
+        &add[..100],
+        instances.as_slice(),
+        "originals must all be kept"
+    );
+    for extra in &add[100..] {
+        let orig = &instances[extra.query_idx as usize];
+        assert_eq!(extra.items, orig.items);
+        assert_eq!(Some(&extra.query), v.get(extra.query_idx as usize));
+    }
+    let inplace = apply_spelling(&v, instances.clone(), SpellingMode::InPlace);
+    assert_eq!(inplace.len(), 100);
+    assert_eq!(
+        inplace
+            .iter()
+            .zip(&instances)
+            .filter(|(a, b)| a.query != b.query)
+            .count(),
+        40
+    );
 }
