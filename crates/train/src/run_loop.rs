@@ -741,9 +741,7 @@ mod tests {
             self.score > best.score
         }
         fn fields(&self) -> Map<String, Value> {
-            let mut m = Map::new();
-            m.insert("dev_score".into(), self.score.into());
-            m
+            Map::from_iter([("dev_score".to_string(), Value::from(self.score))])
         }
         fn describe(&self) -> String {
             format!("score {:.4}", self.score)

@@ -285,14 +285,14 @@ pub struct SplitArgs {
     /// Output directory for train/dev/test files.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = SplitConfig::default().train)]
     pub train: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = SplitConfig::default().dev)]
     pub dev: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = SplitConfig::default().test)]
     pub test: f64,
     /// Seed of the query hash.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = SplitConfig::default().seed)]
     pub seed: u64,
     /// Output format (default: the input's).
     #[arg(long)]
@@ -383,7 +383,7 @@ pub struct AugmentArgs {
     #[arg(long, default_value = "oracle")]
     pub labeler: strata_data::LabelerSpec,
     /// Synthetic: label noise of the oracle.
-    #[arg(long, default_value_t = 0.124)]
+    #[arg(long, default_value_t = OracleConfig::default().noise)]
     pub noise: f64,
     /// Synthetic: label for unjudged pairs with the lookup labeler.
     #[arg(long)]
@@ -525,25 +525,25 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
 #[derive(Args, Debug)]
 pub struct SynthArgs {
     /// Catalog size.
-    #[arg(long, default_value_t = 3_000)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().items)]
     pub items: usize,
     /// Number of queries.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().queries)]
     pub queries: usize,
     /// Judged items per query.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().judgments_per_query)]
     pub judgments_per_query: usize,
     /// Label noise (probability that a label differs from the policy).
-    #[arg(long, default_value_t = 0.124)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().label_noise)]
     pub noise: f64,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().seed)]
     pub seed: u64,
     /// Query split fractions.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().split.train)]
     pub train: f64,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().split.dev)]
     pub dev: f64,
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = MarketplaceConfig::default().split.test)]
     pub test: f64,
     /// Add impressions, clicks and add-to-carts to every judgment.
     #[arg(long)]

@@ -72,7 +72,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub hnsw: super::common::HnswFlags,
     /// Token overlap at or above which a judged pair is lexically hard.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = EvalOptions::default().hard_overlap)]
     pub hard_overlap: f64,
     /// What the strata thresholds maximise: balanced-accuracy or f1.
     #[arg(long, default_value = "balanced-accuracy")]

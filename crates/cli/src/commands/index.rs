@@ -127,10 +127,10 @@ pub struct ExportArgs {
     #[arg(long, default_value = "strata_items")]
     pub table: String,
     /// pgvector HNSW graph degree.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = strata_serving_postgres::PgHnswParams::default().m)]
     pub hnsw_m: u32,
     /// pgvector HNSW candidate list size while building.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = strata_serving_postgres::PgHnswParams::default().ef_construction)]
     pub hnsw_ef_construction: u32,
     /// maintenance_work_mem for the index builds.
     #[arg(long, default_value = "1GB")]
