@@ -1,9 +1,12 @@
 //! `strata pipeline`: the whole Mine and Refine run from one TOML config, resumable.
 //!
-//! 1. data: the given catalog and judgments, or the built-in synthetic marketplace;
+//! 1. data: the given catalog and judgments (split by query, or given split), or the built-in
+//!    synthetic marketplace;
 //! 2. zero-shot evaluation of the starting model on the held-out queries;
 //! 3. stage 1: graded SupCon training on the training queries;
-//! 4. mining with the stage-1 model and relabeling of unjudged pairs;
+//! 4. optionally (`[labeler]`), a cross-encoder labeler fine-tuned on the training queries'
+//!    judgments and evaluated on the held-out ones; mining with the stage-1 model and
+//!    relabeling of unjudged pairs (by that labeler, `data.labeler` or the marketplace's oracle);
 //! 5. stage 2: multi-class circle-loss refinement from stage 1 on the merged data;
 //! 6. evaluation of stage 1 and stage 2, and a comparison table against zero-shot.
 //!
@@ -16,11 +19,12 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use strata_data::labeler::CachedLabeler;
-use strata_data::marketplace::{Marketplace, MarketplaceConfig};
+use strata_data::marketplace::{Marketplace, MarketplaceConfig, Oracle};
 use strata_data::split::SplitConfig;
 use strata_data::text::ItemTextConfig;
 use strata_data::{CachedEncoder, Catalog, EmbeddingCache};
 use strata_eval::{EvalOptions, System};
+use strata_labeling::cross_encoder::LabelerTrainConfig;
 use strata_mining::MineConfig;
 use strata_model::{Embedder, LoadOptions};
 use strata_train::TrainConfig;
@@ -39,6 +43,9 @@ const PIPELINE_LABELERS: [&str; 4] = ["oracle", "unjudged-zero", "judged-only", 
 #[serde(deny_unknown_fields, default)]
 pub struct DataSection {
     pub catalog: Option<PathBuf>,
+    /// All judgments, split by query with `split` into train, dev and test (instead of
+    /// `train_judgments`, `dev_judgments` and `test_judgments`).
+    pub judgments: Option<PathBuf>,
     pub train_judgments: Option<PathBuf>,
     pub dev_judgments: Option<PathBuf>,
     /// Held-out judgments for the final evaluations.
@@ -48,7 +55,8 @@ pub struct DataSection {
     pub items: usize,
     pub queries: usize,
     pub seed: u64,
-    /// Synthetic marketplace: the split of its queries into train, dev and test.
+    /// The split of the queries into train, dev and test (the synthetic marketplace's, or
+    /// that of `judgments`).
     pub split: SplitConfig,
     /// Synthetic marketplace: judge every relevant item of the dev and test queries (see
     /// `MarketplaceConfig::complete_held_out`); training queries stay sparsely judged.
@@ -66,6 +74,7 @@ impl Default for DataSection {
     fn default() -> Self {
         DataSection {
             catalog: None,
+            judgments: None,
             train_judgments: None,
             dev_judgments: None,
             test_judgments: None,
@@ -96,10 +105,19 @@ pub struct PipelineConfig {
     pub model: PathBuf,
     pub data: DataSection,
     pub stage1: TrainConfig,
+    /// A cross-encoder labeler to fine-tune on the training queries' judgments (its dev split
+    /// is the pipeline's dev split) and to relabel the mined pairs with; the keys of
+    /// `strata labeler train`'s configuration (`data` and `out` are the pipeline's). It is also
+    /// evaluated on the held-out judgments (3-class and within-1 accuracy, against the
+    /// majority and BM25-threshold references).
+    pub labeler: Option<LabelerTrainConfig>,
     pub mine: MineConfig,
     pub stage2: TrainConfig,
     /// Also evaluate BM25 on the held-out queries.
     pub bm25: bool,
+    /// Also evaluate the hybrid of the stage-2 model and BM25 (min-max normalised convex
+    /// blend with this weight on the dense score, over the top 1,000 of each); off when unset.
+    pub hybrid_alpha: Option<f32>,
 }
 
 impl Default for PipelineConfig {
@@ -130,9 +148,11 @@ impl Default for PipelineConfig {
             model: PathBuf::from("models/all-MiniLM-L6-v2"),
             data: DataSection::default(),
             stage1,
+            labeler: None,
             mine,
             stage2,
             bm25: true,
+            hybrid_alpha: None,
         }
     }
 }
@@ -153,6 +173,26 @@ impl PipelineConfig {
         Ok(cfg)
     }
 
+    /// Checks `data.labeler` for the user's own data.
+    fn validate_data_labeler(&self) -> anyhow::Result<()> {
+        let d = &self.data;
+        if let Some(l) = &d.labeler {
+            l.expect("data.labeler", &PIPELINE_LABELERS)?;
+        }
+        if d.labeler == Some(LabelerKind::Oracle) {
+            bail!("data.labeler: the oracle labels only the synthetic marketplace");
+        }
+        if let Some(LabelerKind::CrossEncoder(dir)) = &d.labeler
+            && !strata_labeling::cross_encoder::store::is_labeler_dir(dir)
+        {
+            bail!(
+                "data.labeler: {} is not a labeler directory (train one with `strata labeler train`)",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Checks the configuration before any work starts.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !self.model.is_dir() {
@@ -162,9 +202,18 @@ impl PipelineConfig {
             );
         }
         self.mine.validate()?;
+        if let Some(a) = self.hybrid_alpha {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&a),
+                "config field `hybrid_alpha` is {a}: must be in [0, 1]"
+            );
+        }
         let d = &self.data;
-        match (&d.catalog, &d.train_judgments, &d.test_judgments) {
-            (None, None, None) => {
+        let explicit = [&d.train_judgments, &d.dev_judgments, &d.test_judgments]
+            .iter()
+            .any(|p| p.is_some());
+        match (&d.catalog, &d.judgments, explicit) {
+            (None, None, false) => {
                 anyhow::ensure!(
                     d.items >= 100 && d.queries >= 20,
                     "data: the synthetic marketplace needs at least 100 items and 20 queries"
@@ -180,30 +229,50 @@ impl PipelineConfig {
                     bail!("data.labeler: the synthetic marketplace is labeled by its oracle");
                 }
             }
-            (Some(c), Some(t), Some(e)) => {
+            (Some(c), Some(j), false) => {
+                for p in [c, j] {
+                    if !p.is_file() {
+                        bail!("data: file {} does not exist", p.display());
+                    }
+                }
+                d.split.validate().context("config field `data.split`")?;
+                anyhow::ensure!(
+                    d.split.train > 0.0 && d.split.test > 0.0,
+                    "config field `data.split`: the train and test fractions must be positive"
+                );
+                self.validate_data_labeler()?;
+            }
+            (Some(c), None, true) => {
+                let (Some(t), Some(e)) = (&d.train_judgments, &d.test_judgments) else {
+                    bail!(
+                        "data: give train_judgments and test_judgments together (dev_judgments is optional)"
+                    );
+                };
                 for p in [c, t, e].into_iter().chain(d.dev_judgments.as_ref()) {
                     if !p.is_file() {
                         bail!("data: file {} does not exist", p.display());
                     }
                 }
-                if let Some(l) = &d.labeler {
-                    l.expect("data.labeler", &PIPELINE_LABELERS)?;
-                }
-                if d.labeler == Some(LabelerKind::Oracle) {
-                    bail!("data.labeler: the oracle labels only the synthetic marketplace");
-                }
-                if let Some(LabelerKind::CrossEncoder(dir)) = &d.labeler
-                    && !strata_labeling::cross_encoder::store::is_labeler_dir(dir)
-                {
+                self.validate_data_labeler()?;
+                if self.labeler.is_some() {
                     bail!(
-                        "data.labeler: {} is not a labeler directory (train one with `strata labeler train`)",
-                        dir.display()
+                        "[labeler]: the labeler is trained and evaluated on the split of `data.judgments` (or the synthetic marketplace); with train_judgments and test_judgments, train it with `strata labeler train` and give `data.labeler = \"cross-encoder=DIR\"`"
                     );
                 }
             }
             _ => bail!(
-                "data: give catalog, train_judgments and test_judgments together (or none for the synthetic marketplace)"
+                "data: give catalog with judgments (split by `data.split`), or catalog, train_judgments and test_judgments (dev_judgments optional), or none of them for the synthetic marketplace"
             ),
+        }
+        if let Some(l) = &self.labeler {
+            if d.labeler.is_some() {
+                bail!(
+                    "data.labeler and [labeler] both name the mining labeler: give one (the [labeler] section trains it)"
+                );
+            }
+            let mut l = l.clone();
+            l.data.split = d.split;
+            l.validate().context("config section [labeler]")?;
         }
         Ok(())
     }
@@ -215,8 +284,11 @@ struct Prepared {
     train: PathBuf,
     dev: Option<PathBuf>,
     test: PathBuf,
-    /// The labeler of unjudged mined pairs, its label-cache version and policy.
-    labeler: strata_labeling::BuiltLabeler,
+    /// All judgments and the split that gives train, dev and test (known for the synthetic
+    /// marketplace and for `data.judgments`): the labeler stage trains and evaluates on it.
+    split_source: Option<(PathBuf, SplitConfig)>,
+    /// The synthetic marketplace's policy oracle.
+    oracle: Option<Oracle>,
 }
 
 fn done(dir: &Path) -> bool {
@@ -230,31 +302,49 @@ fn mark_done(dir: &Path) -> anyhow::Result<()> {
 
 fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
     let d = &cfg.data;
+    let dir = cfg.out.join("data");
     if let (Some(c), Some(t), Some(e)) = (&d.catalog, &d.train_judgments, &d.test_judgments) {
-        let kind = d.labeler.clone().unwrap_or(LabelerKind::UnjudgedZero);
-        let catalog = match kind {
-            LabelerKind::CrossEncoder(_) => Some(strata_data::load_catalog(c)?),
-            _ => None,
-        };
-        let labeler = strata_labeling::build_labeler(
-            &kind,
-            "data.labeler",
-            &PIPELINE_LABELERS,
-            strata_labeling::LabelerInputs {
-                catalog: catalog.as_ref(),
-                progress: true,
-                ..Default::default()
-            },
-        )?;
         return Ok(Prepared {
             catalog: c.clone(),
             train: t.clone(),
             dev: d.dev_judgments.clone(),
             test: e.clone(),
-            labeler,
+            split_source: None,
+            oracle: None,
         });
     }
-    let dir = cfg.out.join("data");
+    if let (Some(c), Some(j)) = (&d.catalog, &d.judgments) {
+        if !done(&dir) {
+            let judgments = strata_data::load_judgments(j)?;
+            let parts = d.split.split_judgments(&judgments);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, part) in [
+                ("train", &parts.train),
+                ("dev", &parts.dev),
+                ("test", &parts.test),
+            ] {
+                strata_data::write_judgments(dir.join(format!("{name}.jsonl")), part)?;
+            }
+            mark_done(&dir)?;
+            tracing::info!(
+                "{}: {} train, {} dev and {} test judgments (by query, seed {})",
+                j.display(),
+                parts.train.len(),
+                parts.dev.len(),
+                parts.test.len(),
+                d.split.seed
+            );
+        }
+        return Ok(Prepared {
+            catalog: c.clone(),
+            train: dir.join("train.jsonl"),
+            dev: (d.split.dev > 0.0).then(|| dir.join("dev.jsonl")),
+            test: dir.join("test.jsonl"),
+            split_source: Some((j.clone(), d.split)),
+            oracle: None,
+        });
+    }
     let mcfg = MarketplaceConfig {
         items: d.items,
         queries: d.queries,
@@ -283,27 +373,48 @@ fn prepare_data(cfg: &PipelineConfig) -> anyhow::Result<Prepared> {
         train: dir.join("train.jsonl"),
         dev: Some(dir.join("dev.jsonl")),
         test: dir.join("test.jsonl"),
-        labeler: strata_labeling::build_labeler(
-            &LabelerKind::Oracle,
-            "data.labeler",
-            &PIPELINE_LABELERS,
-            strata_labeling::LabelerInputs {
-                catalog: Some(&m.catalog),
-                oracle: Some(m.oracle().clone()),
-                ..Default::default()
-            },
-        )?,
+        split_source: Some((dir.join("judgments.jsonl"), d.split)),
+        oracle: Some(m.oracle().clone()),
     })
+}
+
+/// The labeler of unjudged mined pairs: the labeler this run trained, else `data.labeler`,
+/// else the marketplace's oracle, else "unjudged = irrelevant".
+fn mining_labeler(
+    cfg: &PipelineConfig,
+    prep: &Prepared,
+    catalog: &Catalog,
+    trained: Option<&Path>,
+) -> anyhow::Result<strata_labeling::BuiltLabeler> {
+    let spec = match (trained, &cfg.data.labeler, &prep.oracle) {
+        (Some(dir), _, _) => LabelerKind::CrossEncoder(dir.to_path_buf()),
+        (None, Some(l), _) => l.clone(),
+        (None, None, Some(_)) => LabelerKind::Oracle,
+        (None, None, None) => LabelerKind::UnjudgedZero,
+    };
+    strata_labeling::build_labeler(
+        &spec,
+        "data.labeler",
+        &PIPELINE_LABELERS,
+        strata_labeling::LabelerInputs {
+            catalog: Some(catalog),
+            oracle: prep.oracle.clone(),
+            progress: true,
+            ..Default::default()
+        },
+    )
 }
 
 fn item_text(cfg: &PipelineConfig) -> ItemTextConfig {
     cfg.data.item_text.clone()
 }
 
-/// Evaluates a model (or BM25) on the held-out judgments into `dir` unless done already.
+/// Evaluates a model (or BM25; or the model blended with BM25 with `hybrid_alpha`) on the
+/// held-out judgments into `dir` unless done already.
 fn eval_into(
     dir: &Path,
     model: Option<&Path>,
+    hybrid_alpha: Option<f32>,
     catalog: &Catalog,
     text: &ItemTextConfig,
     judgments_path: &Path,
@@ -325,7 +436,15 @@ fn eval_into(
         Some(m) => {
             let e = Embedder::load(m, &engine_f32())?.with_progress(true);
             let cached = with_item_cache(&e, m, cache_root)?;
-            strata_eval::evaluate(&cat, &q, System::Dense(&cached), &opts)?
+            let system = match hybrid_alpha {
+                Some(alpha) => System::Hybrid {
+                    encoder: &cached,
+                    fusion: strata_eval::Fusion::Convex { alpha },
+                    candidates: 1000,
+                },
+                None => System::Dense(&cached),
+            };
+            strata_eval::evaluate(&cat, &q, system, &opts)?
         }
         None => strata_eval::evaluate(&cat, &q, System::Bm25, &opts)?,
     };
@@ -406,6 +525,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     eval_into(
         &runs.join("eval-zero-shot"),
         Some(&cfg.model),
+        None,
         &catalog,
         &text,
         &prep.test,
@@ -414,6 +534,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     if cfg.bm25 {
         eval_into(
             &runs.join("eval-bm25"),
+            None,
             None,
             &catalog,
             &text,
@@ -435,11 +556,20 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     eval_into(
         &runs.join("eval-stage1"),
         Some(&stage1),
+        None,
         &catalog,
         &text,
         &prep.test,
         &cache_root,
     )?;
+
+    let trained_labeler = match &cfg.labeler {
+        Some(l) => {
+            tracing::info!("[4/6] labeler: fine-tuning a cross-encoder on the training queries");
+            Some(labeler_stage(cfg, l, &prep, &text, &runs.join("labeler"))?)
+        }
+        None => None,
+    };
 
     tracing::info!("[4/6] mining with the stage-1 model");
     let mine_dir = runs.join("mine");
@@ -447,10 +577,11 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     if !done(&mine_dir) {
         std::fs::create_dir_all(&mine_dir)?;
         let train = strata_data::load_judgments(&prep.train)?;
+        let built = mining_labeler(cfg, &prep, &catalog, trained_labeler.as_deref())?;
         let labeler = CachedLabeler::open(
-            prep.labeler.labeler.as_ref(),
+            built.labeler.as_ref(),
             cfg.out.join("labels.jsonl"),
-            &prep.labeler.version,
+            &built.version,
         )?;
         let e = Embedder::load(&stage1, &engine_f32())?.with_progress(true);
         let cached = with_item_cache(&e, &stage1, &cache_root)?;
@@ -463,7 +594,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         );
         strata_data::write_judgments(&mined, &out.judgments)?;
         let mut report = serde_json::to_value(&out.report)?;
-        report["labeler_policy"] = serde_json::Value::String(prep.labeler.policy.clone());
+        report["labeler_policy"] = serde_json::Value::String(built.policy.clone());
         report["labeler_cache_hits"] = labeler.hits().into();
         report["item_embeddings_from_cache"] = stats.hits.into();
         report["items_embedded"] = stats.embedded.into();
@@ -494,14 +625,26 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     eval_into(
         &runs.join("eval-stage2"),
         Some(&stage2),
+        None,
         &catalog,
         &text,
         &prep.test,
         &cache_root,
     )?;
+    if let Some(alpha) = cfg.hybrid_alpha {
+        eval_into(
+            &runs.join("eval-hybrid"),
+            Some(&stage2),
+            Some(alpha),
+            &catalog,
+            &text,
+            &prep.test,
+            &cache_root,
+        )?;
+    }
 
     let mut rows = vec![];
-    for name in ["eval-stage1", "eval-stage2", "eval-bm25"] {
+    for name in ["eval-stage1", "eval-stage2", "eval-bm25", "eval-hybrid"] {
         let p = runs.join(name);
         if p.join("metrics.json").is_file() {
             rows.push(strata_eval::load_run(&p)?);
@@ -514,12 +657,20 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         .collect();
     let rel = strata_eval::compare_runs(&rows, &base, &metrics, false);
     let abs = strata_eval::compare_runs(&rows, &base, &metrics, true);
+    let policy = std::fs::read_to_string(mine_dir.join("mining_report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|r| r["labeler_policy"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "(not recorded)".into());
+    let labeler_line = match &trained_labeler {
+        Some(_) => labeler_summary(&runs.join("labeler")),
+        None => String::new(),
+    };
     let comparison = format!(
-        "# Mine and Refine: held-out evaluation\n\nRelative change against zero-shot:\n\n{}\n\nAbsolute values:\n\n{}\n\n{}\nMining labels: {}.\n",
+        "# Mine and Refine: held-out evaluation\n\nRelative change against zero-shot:\n\n{}\n\nAbsolute values:\n\n{}\n\n{}\nMining labels: {policy}.\n{labeler_line}",
         rel.to_markdown(),
         abs.to_markdown(),
         paired_sections(&runs),
-        prep.labeler.policy
     );
     std::fs::write(cfg.out.join("comparison.md"), &comparison)?;
     Ok(PipelineSummary {
@@ -548,7 +699,7 @@ fn paired_sections(runs: &Path) -> String {
         (
             "against zero-shot",
             runs.join("eval-zero-shot"),
-            existing(&["eval-stage1", "eval-stage2", "eval-bm25"]),
+            existing(&["eval-stage1", "eval-stage2", "eval-bm25", "eval-hybrid"]),
         ),
         (
             "stage 2 against stage 1",
@@ -588,6 +739,91 @@ fn paired_sections(runs: &Path) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Fine-tunes the cross-encoder labeler of `[labeler]` on the training queries' judgments
+/// (best by accuracy on the dev queries) into `out`, resuming an interrupted run, then
+/// evaluates it on the held-out queries' judgments (`eval-test.json`); returns the labeler
+/// directory. Both are skipped when done.
+fn labeler_stage(
+    cfg: &PipelineConfig,
+    section: &LabelerTrainConfig,
+    prep: &Prepared,
+    text: &ItemTextConfig,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    use strata_labeling::cross_encoder::{
+        LabelerEvalConfig, eval::write_report, evaluate_labeler, train::resolve_labeler_dir,
+        train_labeler,
+    };
+    let (judgments, split) = prep
+        .split_source
+        .clone()
+        .context("[labeler]: the labeler needs the split of `data.judgments`")?;
+    let mut l = section.clone();
+    l.data.catalog = prep.catalog.clone();
+    l.data.judgments = judgments;
+    l.data.split = split;
+    l.data.item_text = text.clone();
+    l.data.taxonomy_depth = None;
+    l.out = out.to_path_buf();
+    if l.init == LabelerTrainConfig::default().init {
+        l.init = cfg.model.clone();
+    }
+    if !out.join(strata_train::run_loop::SUMMARY_FILE).is_file() {
+        let resume = strata_train::checkpoint::latest_checkpoint(out)?.is_some();
+        let opts = strata_train::TrainOptions {
+            resume,
+            progress: true,
+            ..Default::default()
+        };
+        let summary = train_labeler(&l, &opts)?;
+        tracing::info!(
+            "labeler: {} updates over {} training pairs; best dev accuracy {}",
+            summary.steps,
+            summary.train_pairs,
+            summary
+                .best
+                .map_or_else(|| "n/a".to_string(), |b| format!("{:.4}", b.accuracy))
+        );
+    }
+    let dir = resolve_labeler_dir(out);
+    let report_path = out.join("eval-test.json");
+    if !report_path.is_file() {
+        let report = evaluate_labeler(&LabelerEvalConfig {
+            labeler: dir.clone(),
+            data: l.data.clone(),
+            split: strata_data::split::Split::Test,
+            max_pairs: 0,
+            seed: l.seed,
+            limits: strata_model::BatchLimits::default(),
+            progress: true,
+        })?;
+        std::fs::write(out.join("eval-test.txt"), report.table())?;
+        write_report(&report, &report_path)?;
+    }
+    Ok(dir)
+}
+
+/// One line on the trained labeler's held-out accuracy, from its `eval-test.json`.
+fn labeler_summary(out: &Path) -> String {
+    let read = || -> anyhow::Result<String> {
+        let t = std::fs::read_to_string(out.join("eval-test.json"))?;
+        let r: strata_labeling::cross_encoder::LabelerEvalReport = serde_json::from_str(&t)?;
+        Ok(format!(
+            "The labeler on the held-out judgments ({} pairs of {} queries): 3-class accuracy {:.4}, within-1 {:.4}, macro F1 {:.4} (majority level {}: {:.4}; BM25 thresholds: {:.4}).\n",
+            r.pairs,
+            r.queries,
+            r.cross_encoder.accuracy,
+            r.cross_encoder.within_1_accuracy,
+            r.cross_encoder.macro_f1,
+            r.majority.level,
+            r.majority.metrics.accuracy,
+            r.bm25.metrics.accuracy
+        ))
+    };
+    read()
+        .unwrap_or_else(|e| format!("The labeler's held-out evaluation is not available: {e:#}.\n"))
 }
 
 /// `e` (loaded from `model`) answering item texts from the run's cache under `root`.

@@ -1,6 +1,7 @@
 //! The whole pipeline on a tiny synthetic marketplace with the real default model and a few
 //! training steps per stage: every artifact is written, and a second run skips every stage.
 
+use strata_data::marketplace::{Marketplace, MarketplaceConfig};
 use strata_pipeline::{PipelineConfig, run};
 
 use strata_testkit::default_model;
@@ -126,4 +127,198 @@ fn bad_pipeline_configs_fail_before_work() {
         err.contains("data.labeler: labeler llm is not accepted here"),
         "{err}"
     );
+
+    // The labeler stage needs the split of `data.judgments`, and one mining labeler.
+    std::fs::write(&p, format!("{data}[labeler]\nmax_steps = 1\n")).unwrap();
+    let mut cfg = PipelineConfig::from_toml_file(&p).unwrap();
+    cfg.model = default_model();
+    let err = format!("{:#}", cfg.validate().unwrap_err());
+    assert!(
+        err.contains("[labeler]: the labeler is trained and evaluated on the split"),
+        "{err}"
+    );
+    let split_data = format!(
+        "[data]\ncatalog = \"{0}/c.tsv\"\njudgments = \"{0}/t.tsv\"\nlabeler = \"judged-only\"\n",
+        tmp.path().display()
+    );
+    std::fs::write(&p, format!("{split_data}[labeler]\nmax_steps = 1\n")).unwrap();
+    let mut cfg = PipelineConfig::from_toml_file(&p).unwrap();
+    cfg.model = default_model();
+    let err = format!("{:#}", cfg.validate().unwrap_err());
+    assert!(
+        err.contains("data.labeler and [labeler] both name"),
+        "{err}"
+    );
+    // Judgments with explicit parts: ambiguous.
+    std::fs::write(
+        &p,
+        format!("{data}judgments = \"{}/t.tsv\"\n", tmp.path().display()),
+    )
+    .unwrap();
+    let mut cfg = PipelineConfig::from_toml_file(&p).unwrap();
+    cfg.model = default_model();
+    let err = format!("{:#}", cfg.validate().unwrap_err());
+    assert!(err.contains("data: give catalog with judgments"), "{err}");
+}
+
+/// The user's own data (a catalog and all judgments, split by the pipeline) with a labeler
+/// that the pipeline fine-tunes on the training queries, evaluates on the held-out ones and
+/// relabels the mined pairs with.
+#[test]
+fn own_data_split_by_query_with_a_trained_labeler() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Marketplace::generate(&MarketplaceConfig {
+        items: 200,
+        queries: 40,
+        ..MarketplaceConfig::default()
+    })
+    .unwrap();
+    let data = tmp.path().join("mine-data");
+    m.write(
+        &data,
+        strata_data::Format::Tsv,
+        &strata_data::progress::NoProgress,
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+out = "{out}"
+model = "{model}"
+hybrid_alpha = 0.5
+[data]
+catalog = "{data}/catalog.tsv"
+judgments = "{data}/judgments.tsv"
+item_text = "name"
+[data.split]
+train = 0.6
+dev = 0.2
+test = 0.2
+seed = 3
+[labeler]
+max_steps = 2
+batch_size = 8
+max_len = 32
+[mine]
+k = 20
+[stage1.train]
+max_steps = 2
+batch_size = 4
+[stage2.train]
+max_steps = 2
+batch_size = 4
+"#,
+        out = tmp.path().join("run").display(),
+        model = default_model().display(),
+        data = data.display(),
+    );
+    let p = tmp.path().join("own.toml");
+    std::fs::write(&p, toml).unwrap();
+    let cfg = PipelineConfig::from_toml_file(&p).unwrap();
+    let first = run(&cfg).unwrap();
+    let run_dir = cfg.out.join("runs");
+
+    // The split is the query split of `data.split`: no query in two parts.
+    let queries = |name: &str| -> std::collections::HashSet<String> {
+        strata_data::load_judgments(cfg.out.join("data").join(name))
+            .unwrap()
+            .into_iter()
+            .map(|j| j.query)
+            .collect()
+    };
+    let (train, dev, test) = (
+        queries("train.jsonl"),
+        queries("dev.jsonl"),
+        queries("test.jsonl"),
+    );
+    assert!(!train.is_empty() && !test.is_empty());
+    assert!(train.is_disjoint(&test) && train.is_disjoint(&dev) && dev.is_disjoint(&test));
+    let all = strata_data::load_judgments(data.join("judgments.tsv")).unwrap();
+    for j in &all {
+        let part = cfg.data.split.assign(&j.query);
+        let held = match part {
+            strata_data::split::Split::Train => &train,
+            strata_data::split::Split::Dev => &dev,
+            strata_data::split::Split::Test => &test,
+        };
+        assert!(
+            held.contains(&j.query),
+            "{} not in its {part:?} part",
+            j.query
+        );
+    }
+
+    // The labeler was trained, recorded the pipeline's item text, was evaluated on the test
+    // queries' judgments and labeled the mined pairs.
+    let labeler_cfg = std::fs::read_to_string(run_dir.join("labeler/model/labeler.json")).unwrap();
+    assert!(
+        labeler_cfg.contains("\"item_text\": \"name\""),
+        "{labeler_cfg}"
+    );
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("labeler/eval-test.json")).unwrap(),
+    )
+    .unwrap();
+    let test_pairs = all.iter().filter(|j| test.contains(&j.query)).count();
+    assert_eq!(report["pairs"], test_pairs, "{report}");
+    let mining: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("mine/mining_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        mining["labeler_policy"]
+            .as_str()
+            .unwrap()
+            .contains("cross-encoder labeler"),
+        "{mining}"
+    );
+    assert!(
+        first
+            .comparison
+            .contains("The labeler on the held-out judgments"),
+        "{}",
+        first.comparison
+    );
+    assert!(first.comparison.contains("eval-stage2") && first.comparison.contains("eval-hybrid"));
+    let hybrid: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("eval-hybrid/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        hybrid["system"].as_str().unwrap().contains("hybrid"),
+        "{}",
+        hybrid["system"]
+    );
+
+    // A second run skips every stage, the labeler's included.
+    let second = run(&cfg).unwrap();
+    assert_eq!(second.comparison, first.comparison);
+}
+
+/// The recommended Home Depot recipe parses, names existing data and a valid configuration of
+/// every stage (its paths are relative to the repository root, where it is run from).
+#[test]
+fn the_home_depot_recipe_is_a_valid_configuration() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut cfg = PipelineConfig::from_toml_file(&root.join("recipes/homedepot.toml")).unwrap();
+    let hd = strata_testkit::homedepot_dir();
+    let d = &mut cfg.data;
+    assert!(
+        d.catalog
+            .as_ref()
+            .unwrap()
+            .ends_with("homedepot/products.tsv")
+    );
+    assert!(
+        d.judgments
+            .as_ref()
+            .unwrap()
+            .ends_with("homedepot/judgments.tsv")
+    );
+    d.catalog = Some(hd.join("products.tsv"));
+    d.judgments = Some(hd.join("judgments.tsv"));
+    cfg.model = default_model();
+    cfg.validate().unwrap();
+    assert!(cfg.labeler.is_some() && cfg.hybrid_alpha.is_some());
+    assert_eq!(cfg.stage1.loss.name(), "supcon");
+    assert_eq!(cfg.stage2.loss.name(), "circle");
 }
