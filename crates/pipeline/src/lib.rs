@@ -520,27 +520,23 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     // One item-embedding cache for the run: mining reads back the catalog vectors that the
     // stage-1 evaluation computed with the same model instead of embedding it again.
     let cache_root = cfg.out.join("cache");
-
-    tracing::info!("[1/6] zero-shot evaluation");
-    eval_into(
-        &runs.join("eval-zero-shot"),
-        Some(&cfg.model),
-        None,
-        &catalog,
-        &text,
-        &prep.test,
-        &cache_root,
-    )?;
-    if cfg.bm25 {
+    // Every evaluation: the held-out judgments over the whole catalog, into runs/<name>.
+    let evaluate = |name: &str, model: Option<&Path>, hybrid_alpha: Option<f32>| {
         eval_into(
-            &runs.join("eval-bm25"),
-            None,
-            None,
+            &runs.join(name),
+            model,
+            hybrid_alpha,
             &catalog,
             &text,
             &prep.test,
             &cache_root,
-        )?;
+        )
+    };
+
+    tracing::info!("[1/6] zero-shot evaluation");
+    evaluate("eval-zero-shot", Some(&cfg.model), None)?;
+    if cfg.bm25 {
+        evaluate("eval-bm25", None, None)?;
     }
 
     tracing::info!("[2/6] stage 1: {} training", cfg.stage1.loss.name());
@@ -553,15 +549,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         &text,
     )?;
     tracing::info!("[3/6] stage 1 evaluation");
-    eval_into(
-        &runs.join("eval-stage1"),
-        Some(&stage1),
-        None,
-        &catalog,
-        &text,
-        &prep.test,
-        &cache_root,
-    )?;
+    evaluate("eval-stage1", Some(&stage1), None)?;
 
     let trained_labeler = match &cfg.labeler {
         Some(l) => {
@@ -622,25 +610,9 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         &text,
     )?;
     tracing::info!("[6/6] stage 2 evaluation and comparison");
-    eval_into(
-        &runs.join("eval-stage2"),
-        Some(&stage2),
-        None,
-        &catalog,
-        &text,
-        &prep.test,
-        &cache_root,
-    )?;
+    evaluate("eval-stage2", Some(&stage2), None)?;
     if let Some(alpha) = cfg.hybrid_alpha {
-        eval_into(
-            &runs.join("eval-hybrid"),
-            Some(&stage2),
-            Some(alpha),
-            &catalog,
-            &text,
-            &prep.test,
-            &cache_root,
-        )?;
+        evaluate("eval-hybrid", Some(&stage2), Some(alpha))?;
     }
 
     let mut rows = vec![];
