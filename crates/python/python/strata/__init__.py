@@ -1,0 +1,21 @@
+"""strata: train, evaluate and serve graded-relevance embedding retrievers.
+
+The Python package over strata's Rust core: load a model (a strata model directory or a
+Hugging Face folder), embed queries and items into numpy arrays, and evaluate a model, BM25 or
+their hybrid with the protocol of ``strata eval``.
+
+    import strata
+    model = strata.Model("models/all-MiniLM-L6-v2")
+    q = model.embed_queries(["cordless drill"])          # float32, shape (1, 384)
+    ids, texts = strata.item_texts("catalog.tsv", model.item_text)
+    items = model.embed_items(texts)
+    best = ids[int((items @ q[0]).argmax())]
+    metrics = strata.evaluate("catalog.tsv", "judgments.tsv", model)
+    print(metrics["ndcg@10"], metrics["avg_margin"])
+
+Errors from the core are raised as :class:`StrataError` with strata's message.
+"""
+
+from ._strata import Model, StrataError, __version__, evaluate, item_texts
+
+__all__ = ["Model", "StrataError", "evaluate", "item_texts", "__version__"]

@@ -1,0 +1,53 @@
+from os import PathLike
+from typing import Any, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Path = Union[str, PathLike[str]]
+
+__version__: str
+
+class StrataError(Exception):
+    """An error from strata's core; the message names the file, line or field at fault."""
+
+class Model:
+    """An embedding model: a strata model directory or a Hugging Face folder."""
+
+    def __init__(
+        self,
+        path: _Path,
+        *,
+        device: str = "cpu",
+        precision: str = "f32",
+        max_len: Optional[int] = None,
+        batch_size: int = 128,
+        max_tokens: int = 4096,
+    ) -> None: ...
+    def embed_queries(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Query-tower embeddings, shape (len(texts), dim), rows L2-normalised."""
+    def embed_items(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Item-tower embeddings, shape (len(texts), dim), rows L2-normalised."""
+    @property
+    def dim(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def item_text(self) -> str:
+        """The item text the model was trained with (default name+taxonomy)."""
+
+def evaluate(
+    catalog_path: _Path,
+    judgments_path: _Path,
+    model: Optional[Model] = None,
+    *,
+    system: Optional[str] = None,
+    item_text: Optional[str] = None,
+    alpha: float = 0.5,
+    candidates: int = 1000,
+    out: Optional[_Path] = None,
+) -> dict[str, Any]:
+    """The metrics of `strata eval` (the contents of metrics.json) as a dict."""
+
+def item_texts(catalog_path: _Path, item_text: str = "name+taxonomy") -> tuple[list[str], list[str]]:
+    """(ids, texts) of a catalog file's items as the item tower reads them."""

@@ -1,0 +1,254 @@
+//! strata's Python extension module (`strata._strata`, re-exported by the `strata` package):
+//! models and their embeddings as numpy arrays, and the evaluation protocol, over the same
+//! library code the CLI runs. Rust work runs with the GIL released; every error is raised as
+//! `strata.StrataError` with strata's own message (file, line and field at fault).
+
+use std::path::{Path, PathBuf};
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use strata_data::{ItemTextConfig, Side};
+use strata_eval::from_data::{catalog, qrels};
+use strata_eval::{EvalOptions, Fusion, System};
+use strata_model::{BatchLimits, Embedder, LoadOptions, Precision};
+
+create_exception!(
+    _strata,
+    StrataError,
+    PyException,
+    "An error from strata's core; the message names the file, line or field at fault."
+);
+
+fn to_py(e: anyhow::Error) -> PyErr {
+    StrataError::new_err(format!("{e:#}"))
+}
+
+/// An embedding model: a strata model directory or a Hugging Face folder.
+#[pyclass(module = "strata._strata", frozen)]
+struct Model {
+    embedder: Embedder,
+    path: PathBuf,
+    device: String,
+    precision: Precision,
+}
+
+impl Model {
+    fn embed(&self, py: Python<'_>, texts: Vec<String>, side: Side) -> PyResult<Py<PyArray2<f32>>> {
+        let dim = self.embedder.config().dim();
+        let n = texts.len();
+        let v = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                self.embedder.embed(&refs, side)
+            })
+            .map_err(to_py)?;
+        let array = Array2::from_shape_vec((n, dim), v)
+            .map_err(|e| StrataError::new_err(format!("embedding shape: {e}")))?;
+        // The vectors move into the array: no copy.
+        Ok(array.into_pyarray(py).unbind())
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// Loads `path` on `device` (`cpu`; `cuda[:N]` in a CUDA build). `precision` is the CPU
+    /// engine's arithmetic (`f32` or `int8`); `max_len` truncates a Hugging Face folder;
+    /// `batch_size` and `max_tokens` bound each forward pass.
+    #[new]
+    #[pyo3(signature = (path, *, device = "cpu", precision = "f32", max_len = None, batch_size = 128, max_tokens = 4096))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        device: &str,
+        precision: &str,
+        max_len: Option<usize>,
+        batch_size: usize,
+        max_tokens: usize,
+    ) -> PyResult<Self> {
+        let precision: Precision = precision.parse().map_err(to_py)?;
+        let device = device.to_string();
+        let embedder = py
+            .detach(|| -> anyhow::Result<Embedder> {
+                let d = strata_model::parse_device(&device)?;
+                let opts = LoadOptions {
+                    max_len,
+                    precision: Some(precision),
+                    ..Default::default()
+                };
+                Ok(Embedder::load_on(&path, &opts, &d)
+                    .map_err(|e| e.context(format!("cannot load model {}", path.display())))?
+                    .with_limits(BatchLimits {
+                        max_batch: batch_size,
+                        max_tokens,
+                    }))
+            })
+            .map_err(to_py)?;
+        Ok(Model {
+            embedder,
+            path,
+            device,
+            precision,
+        })
+    }
+
+    /// Embeds queries with the query tower: a float32 array of shape `(len(texts), dim)`,
+    /// rows L2-normalised.
+    fn embed_queries(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Py<PyArray2<f32>>> {
+        self.embed(py, texts, Side::Query)
+    }
+
+    /// Embeds item texts with the item tower (see `item_text` for rendering catalog items).
+    fn embed_items(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Py<PyArray2<f32>>> {
+        self.embed(py, texts, Side::Item)
+    }
+
+    /// The embedding dimension.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.embedder.config().dim()
+    }
+
+    /// The model directory.
+    #[getter]
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The item text the model was trained with (recorded in a strata model directory), or
+    /// the default `name+taxonomy`.
+    #[getter]
+    fn item_text(&self) -> PyResult<String> {
+        Ok(strata_model::item_text_for(Some(&self.path), None)
+            .map_err(to_py)?
+            .to_string())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Model({:?}, device={:?}, precision={:?}, dim={})",
+            self.path.display().to_string(),
+            self.device,
+            self.precision.to_string(),
+            self.dim()
+        )
+    }
+}
+
+/// Evaluates `model` (or BM25) on `judgments` over the whole `catalog` with the protocol of
+/// `strata eval` and returns its metrics (the contents of `metrics.json`) as a dict; with
+/// `out`, also writes the run directory (`metrics.json`, reports, plots, `thresholds.json`).
+///
+/// `system`: `dense` (default with a model), `bm25` (default without), or `hybrid` (convex
+/// fusion of min-max normalised dense and BM25 scores with weight `alpha` on the dense one, over
+/// the top `candidates` of each). `item_text`: as `strata eval --item-text` (default: the
+/// model's).
+#[pyfunction]
+#[pyo3(signature = (catalog_path, judgments_path, model = None, *, system = None, item_text = None, alpha = 0.5, candidates = 1000, out = None))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate<'py>(
+    py: Python<'py>,
+    catalog_path: PathBuf,
+    judgments_path: PathBuf,
+    model: Option<PyRef<'py, Model>>,
+    system: Option<&str>,
+    item_text: Option<&str>,
+    alpha: f32,
+    candidates: usize,
+    out: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let item_text: Option<ItemTextConfig> = item_text
+        .map(|t| t.parse().map_err(|e: String| StrataError::new_err(e)))
+        .transpose()?;
+    let system = system
+        .unwrap_or(if model.is_some() { "dense" } else { "bm25" })
+        .to_string();
+    let model_ref: Option<&Model> = model.as_deref();
+    let text = py
+        .detach(|| {
+            run_evaluation(
+                &catalog_path,
+                &judgments_path,
+                model_ref,
+                &system,
+                item_text,
+                alpha,
+                candidates,
+                out.as_deref(),
+            )
+        })
+        .map_err(to_py)?;
+    PyModule::import(py, "json")?.call_method1("loads", (text,))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_evaluation(
+    catalog_path: &Path,
+    judgments_path: &Path,
+    model: Option<&Model>,
+    system: &str,
+    item_text: Option<ItemTextConfig>,
+    alpha: f32,
+    candidates: usize,
+    out: Option<&Path>,
+) -> anyhow::Result<String> {
+    let text = strata_model::item_text_for(model.map(|m| m.path.as_path()), item_text)?;
+    let data_catalog = strata_data::load_catalog(catalog_path)?;
+    let judgments = strata_data::load_judgments(judgments_path)?;
+    let cat = catalog(&data_catalog, &text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", catalog_path.display()))?;
+    let q = qrels(&judgments).map_err(|e| anyhow::anyhow!("{}: {e}", judgments_path.display()))?;
+    let encoder = model.map(|m| &m.embedder as &dyn strata_data::TextEncoder);
+    let system = match (system, encoder) {
+        ("bm25", None) => System::Bm25,
+        ("bm25", Some(_)) => anyhow::bail!("system bm25 takes no model"),
+        ("dense", Some(e)) => System::Dense(e),
+        ("hybrid", Some(e)) => System::Hybrid {
+            encoder: e,
+            fusion: Fusion::Convex { alpha },
+            candidates,
+        },
+        ("dense" | "hybrid", None) => anyhow::bail!("system {system} needs a model"),
+        (other, _) => anyhow::bail!("unknown system {other:?} (expected dense, bm25 or hybrid)"),
+    };
+    let opts = EvalOptions {
+        catalog_source: Some(catalog_path.display().to_string()),
+        judgments_source: Some(judgments_path.display().to_string()),
+        ..EvalOptions::default()
+    };
+    let result = strata_eval::evaluate(&cat, &q, system, &opts)?;
+    if let Some(dir) = out {
+        strata_eval::write_run(dir, &result)?;
+    }
+    Ok(serde_json::to_string(&result.metrics)?)
+}
+
+/// The text of catalog items as the item tower reads them under `item_text` (a written item
+/// text: `name`, `name+taxonomy`, `name+taxonomy:DEPTH`, `template:DEPTH:TEMPLATE`), read from
+/// a catalog file, in its order: `(ids, texts)`.
+#[pyfunction]
+#[pyo3(signature = (catalog_path, item_text = "name+taxonomy"))]
+fn item_texts(
+    py: Python<'_>,
+    catalog_path: PathBuf,
+    item_text: &str,
+) -> PyResult<(Vec<String>, Vec<String>)> {
+    let text: ItemTextConfig = item_text.parse().map_err(StrataError::new_err)?;
+    py.detach(|| -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let c = strata_data::load_catalog(&catalog_path)?;
+        Ok(c.iter().map(|i| (i.id.clone(), text.render(i))).unzip())
+    })
+    .map_err(to_py)
+}
+
+#[pymodule]
+fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("StrataError", m.py().get_type::<StrataError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(item_texts, m)?)?;
+    Ok(())
+}

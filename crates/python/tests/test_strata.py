@@ -1,0 +1,135 @@
+"""The Python package against the CLI on the same inputs: embeddings equal `strata embed`'s,
+`evaluate` equals `strata eval`'s metrics.json, and errors carry strata's messages.
+
+Needs the real default model (scripts/setup.sh) and the strata binary (`cargo build --release
+-p strata`, or STRATA_BIN); fails loudly without them."""
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import strata
+
+REPO = Path(__file__).resolve().parents[3]
+MODEL = Path(os.environ.get("STRATA_MODELS", REPO / "models")) / "all-MiniLM-L6-v2"
+STRATA = Path(os.environ.get("STRATA_BIN", REPO / "target" / "release" / "strata"))
+
+TITLES = [
+    "DeWalt 20V cordless drill driver kit",
+    "Milwaukee M18 hammer drill, bare tool",
+    "Husky 16 oz claw hammer",
+    "Behr white interior paint, 1 gallon",
+    "Glidden white exterior paint, 5 gallon",
+    "Flexzilla 50 ft garden hose",
+    "Suncast hose reel cart",
+    "Philips 60W LED bulb, 4 pack",
+]
+QUERIES = ["cordless drill", "claw hammer", "white paint gallon", "garden hose", "led bulb"]
+
+
+def setup_module(_):
+    assert (MODEL / "model.safetensors").is_file(), f"default model missing at {MODEL}: run scripts/setup.sh"
+    assert STRATA.is_file(), f"strata binary missing at {STRATA}: cargo build --release -p strata (or set STRATA_BIN)"
+
+
+def cli(*args):
+    out = subprocess.run([str(STRATA), *map(str, args)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    return strata.Model(MODEL)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rows = ["id\tname\ttaxonomy"] + [f"i{k}\t{t}\tTools > Hardware" for k, t in enumerate(TITLES)]
+    (d / "catalog.tsv").write_text("\n".join(rows) + "\n")
+    judged = [
+        ("cordless drill", 0, 2), ("cordless drill", 1, 1), ("cordless drill", 2, 0),
+        ("claw hammer", 2, 2), ("claw hammer", 1, 0),
+        ("white paint gallon", 3, 2), ("white paint gallon", 4, 1), ("white paint gallon", 7, 0),
+        ("garden hose", 5, 2), ("garden hose", 6, 1), ("garden hose", 0, 0),
+        ("led bulb", 7, 2), ("led bulb", 3, 0),
+    ]
+    lines = ["query\titem_id\tlabel"] + [f"{q}\ti{k}\t{l}" for q, k, l in judged]
+    (d / "judgments.tsv").write_text("\n".join(lines) + "\n")
+    return d
+
+
+@pytest.mark.parametrize("side", ["query", "item"])
+def test_embeddings_equal_the_cli(model, tmp_path, side):
+    texts = QUERIES if side == "query" else TITLES
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    cli("embed", "--model", MODEL, "--input", tmp_path / "in.txt", "--output", tmp_path / "out.npy", "--side", side)
+    want = np.load(tmp_path / "out.npy")
+    got = model.embed_queries(texts) if side == "query" else model.embed_items(texts)
+    assert got.dtype == np.float32 and got.shape == (len(texts), model.dim) == want.shape
+    assert got.flags["C_CONTIGUOUS"]
+    assert np.abs(got - want).max() <= 1e-6
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_embedding_from_threads_matches(model):
+    # The GIL is released during the forward pass: threads embed concurrently and agree.
+    want = model.embed_items(TITLES)
+    out = [None] * 4
+
+    def work(k):
+        out[k] = model.embed_items(TITLES)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got in out:
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("system", ["dense", "bm25", "hybrid"])
+def test_evaluate_equals_strata_eval(model, data, tmp_path, system):
+    args = ["eval", "--catalog", data / "catalog.tsv", "--judgments", data / "judgments.tsv",
+            "--out", tmp_path / "cli", "--no-embedding-cache"]
+    if system != "bm25":
+        args += ["--model", MODEL]
+    cli(*args, "--system", system)
+    want = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    got = strata.evaluate(data / "catalog.tsv", data / "judgments.tsv",
+                          None if system == "bm25" else model, system=system, out=tmp_path / "py")
+    assert (tmp_path / "py" / "metrics.json").is_file()
+    for m in (want, got):
+        m.pop("timings")
+    assert got == want
+    assert got["n_queries"] == 5 and 0.0 < got["ndcg@10"] <= 1.0
+
+
+def test_item_texts_render_like_the_item_tower(data):
+    ids, texts = strata.item_texts(data / "catalog.tsv")
+    assert ids[0] == "i0"
+    assert texts[0] == f"{TITLES[0]}, in Tools > Hardware"
+    _, names = strata.item_texts(data / "catalog.tsv", "name")
+    assert names == TITLES
+
+
+def test_errors_are_strata_errors_with_strata_messages(model, data, tmp_path):
+    with pytest.raises(strata.StrataError, match="cannot load model /nonexistent/model"):
+        strata.Model("/nonexistent/model")
+    with pytest.raises(strata.StrataError, match="precision"):
+        strata.Model(MODEL, precision="f8")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("query\titem_id\tlabel\ncordless drill\ti0\tseven\n")
+    with pytest.raises(strata.StrataError, match=r"bad\.tsv.*2.*label"):
+        strata.evaluate(data / "catalog.tsv", bad, model)
+    with pytest.raises(strata.StrataError, match="unknown system"):
+        strata.evaluate(data / "catalog.tsv", data / "judgments.tsv", model, system="sparse")
+    with pytest.raises(strata.StrataError, match="unknown item text"):
+        strata.item_texts(data / "catalog.tsv", "title")
