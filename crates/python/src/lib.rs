@@ -243,6 +243,202 @@ fn item_texts(
     .map_err(to_py)
 }
 
+/// A Python callable as strata's relabeler: called with a list of `(query, item id, item
+/// text)` tuples, it returns one label (0, 1, 2) or `None` per pair, in order.
+struct PyLabeler {
+    callable: Py<PyAny>,
+    name: String,
+    texts: std::collections::HashMap<String, String>,
+}
+
+impl strata_data::Labeler for PyLabeler {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        Python::attach(|py| {
+            let args: Vec<(&str, &str, &str)> = pairs
+                .iter()
+                .map(|(q, id)| {
+                    let text = self.texts.get(id).map(String::as_str).unwrap_or("");
+                    (q.as_str(), id.as_str(), text)
+                })
+                .collect();
+            let answer = self
+                .callable
+                .call1(py, (args,))
+                .map_err(|e| anyhow::anyhow!("labeler {}: {e}", self.name))?;
+            let labels: Vec<Option<u8>> = answer.extract(py).map_err(|e| {
+                anyhow::anyhow!(
+                    "labeler {}: expected a list of labels (0, 1, 2 or None): {e}",
+                    self.name
+                )
+            })?;
+            anyhow::ensure!(
+                labels.len() == pairs.len(),
+                "labeler {} returned {} labels for {} pairs",
+                self.name,
+                labels.len(),
+                pairs.len()
+            );
+            if let Some(bad) = labels
+                .iter()
+                .flatten()
+                .find(|&&l| l > strata_data::MAX_LABEL)
+            {
+                anyhow::bail!(
+                    "labeler {} returned label {bad} (labels are 0, 1, 2)",
+                    self.name
+                );
+            }
+            Ok(labels)
+        })
+    }
+
+    fn identity(&self) -> String {
+        format!("python:{}", self.name)
+    }
+}
+
+/// Mines hard pairs for the training queries of `judgments_path` with `model` (ANN top-`k`
+/// over the training items, or the whole catalog), labels the unjudged ones and merges them
+/// with the originals, as `strata mine` does: writes `judgments.jsonl` and
+/// `mining_report.json` into `out` and returns the report.
+///
+/// `labeler`: `"unjudged-zero"` (default), `"judged-only"`, `"cross-encoder=DIR"`, or a Python
+/// callable taking a list of `(query, item id, item text)` tuples and returning one label
+/// (0, 1, 2) or `None` per pair: an LLM client the user already has, for instance. Answers are
+/// cached in `cache` (default `out/labels.jsonl`) under `labeler_version`.
+#[pyfunction]
+#[pyo3(signature = (model, catalog_path, judgments_path, out, *, labeler = None, k = 150, whole_catalog = false, search = "auto", item_text = None, cache = None, labeler_version = "v1"))]
+#[allow(clippy::too_many_arguments)]
+fn mine<'py>(
+    py: Python<'py>,
+    model: PyRef<'py, Model>,
+    catalog_path: PathBuf,
+    judgments_path: PathBuf,
+    out: PathBuf,
+    labeler: Option<Bound<'py, PyAny>>,
+    k: usize,
+    whole_catalog: bool,
+    search: &str,
+    item_text: Option<&str>,
+    cache: Option<PathBuf>,
+    labeler_version: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let text = strata_model::item_text_for(
+        Some(&model.path),
+        item_text
+            .map(|t| t.parse())
+            .transpose()
+            .map_err(StrataError::new_err)?,
+    )
+    .map_err(to_py)?;
+    let spec: Option<strata_data::LabelerSpec> = match &labeler {
+        None => Some(strata_data::LabelerSpec::UnjudgedZero),
+        Some(l) if l.is_callable() => None,
+        Some(l) => Some(
+            l.extract::<String>()?
+                .parse()
+                .map_err(StrataError::new_err)?,
+        ),
+    };
+    let callable = labeler.filter(|l| l.is_callable()).map(|l| {
+        let name = l
+            .getattr("__name__")
+            .and_then(|n| n.extract::<String>())
+            .unwrap_or_else(|_| "callable".into());
+        (l.unbind(), name)
+    });
+    let search: strata_mining::SearchChoice = search.parse().map_err(StrataError::new_err)?;
+    let embedder = &model.embedder;
+    let report = py
+        .detach(|| -> anyhow::Result<String> {
+            let catalog = strata_data::load_catalog(&catalog_path)?;
+            let train = strata_data::load_judgments(&judgments_path)?;
+            let cfg = strata_mining::MineConfig {
+                k,
+                corpus: if whole_catalog {
+                    strata_mining::Corpus::Catalog
+                } else {
+                    strata_mining::Corpus::TrainingItems
+                },
+                ann: search,
+                ..strata_mining::MineConfig::default()
+            };
+            cfg.validate()?;
+            let (inner, version, policy): (Box<dyn strata_data::Labeler>, String, String) =
+                match (spec, callable) {
+                    (Some(spec), _) => {
+                        let built = strata_labeling::build_labeler(
+                            &spec,
+                            "labeler",
+                            &["unjudged-zero", "judged-only", "cross-encoder"],
+                            strata_labeling::LabelerInputs {
+                                catalog: Some(&catalog),
+                                ..Default::default()
+                            },
+                        )?;
+                        (built.labeler, built.version, built.policy)
+                    }
+                    (None, Some((callable, name))) => {
+                        let texts = catalog
+                            .iter()
+                            .map(|i| (i.id.clone(), text.render(i)))
+                            .collect();
+                        let policy =
+                            format!("the Python labeler {name} labels unjudged mined pairs");
+                        (
+                            Box::new(PyLabeler {
+                                callable,
+                                name,
+                                texts,
+                            }),
+                            labeler_version.to_string(),
+                            policy,
+                        )
+                    }
+                    (None, None) => unreachable!("a labeler that is not callable has a spec"),
+                };
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+            let cache = cache.unwrap_or_else(|| out.join("labels.jsonl"));
+            let labeler = strata_data::labeler::CachedLabeler::open(inner, &cache, &version)?;
+            let mined = strata_mining::mine(embedder, &catalog, &text, &train, &labeler, &cfg)?;
+            strata_data::write_judgments(out.join("judgments.jsonl"), &mined.judgments)?;
+            let mut report = serde_json::to_value(&mined.report)?;
+            report["labeler_policy"] = serde_json::Value::String(policy);
+            let text = serde_json::to_string_pretty(&report)?;
+            std::fs::write(out.join("mining_report.json"), &text)?;
+            Ok(text)
+        })
+        .map_err(to_py)?;
+    PyModule::import(py, "json")?.call_method1("loads", (report,))
+}
+
+/// Trains a retriever from a `strata train` configuration file (TOML; every key optional) and
+/// returns the run's summary (`summary.json`) as a dict: `model_dir` is the trained model.
+/// `resume` continues an interrupted run in the configuration's `out`.
+#[pyfunction]
+#[pyo3(signature = (config_path, *, resume = false, overwrite = false))]
+fn train<'py>(
+    py: Python<'py>,
+    config_path: PathBuf,
+    resume: bool,
+    overwrite: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let summary = py
+        .detach(|| -> anyhow::Result<String> {
+            let cfg = strata_train::TrainConfig::from_toml_file(&config_path)?;
+            let opts = strata_train::TrainOptions {
+                resume,
+                overwrite,
+                ..Default::default()
+            };
+            let summary = strata_train::train_with(&cfg, &opts)?;
+            Ok(serde_json::to_string(&summary)?)
+        })
+        .map_err(to_py)?;
+    PyModule::import(py, "json")?.call_method1("loads", (summary,))
+}
+
 #[pymodule]
 fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StrataError", m.py().get_type::<StrataError>())?;
@@ -250,5 +446,7 @@ fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(item_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(mine, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
     Ok(())
 }

@@ -133,3 +133,63 @@ def test_errors_are_strata_errors_with_strata_messages(model, data, tmp_path):
         strata.evaluate(data / "catalog.tsv", data / "judgments.tsv", model, system="sparse")
     with pytest.raises(strata.StrataError, match="unknown item text"):
         strata.item_texts(data / "catalog.tsv", "title")
+
+
+def read_judgments(d):
+    return [json.loads(line) for line in (d / "judgments.jsonl").read_text().splitlines()]
+
+
+def test_mine_equals_the_cli_and_takes_a_python_labeler(model, data, tmp_path):
+    cat, js = data / "catalog.tsv", data / "judgments.tsv"
+    cli("mine", "--model", MODEL, "--catalog", cat, "--judgments", js, "--out", tmp_path / "cli",
+        "--k", "6", "--no-embedding-cache")
+    report = strata.mine(model, cat, js, tmp_path / "py", k=6)
+    assert read_judgments(tmp_path / "py") == read_judgments(tmp_path / "cli")
+    assert report["k"] == 6 and "unjudged" in report["labeler_policy"]
+
+    seen = []
+
+    def everything_substitutes(pairs):
+        seen.extend(pairs)
+        return [1] * len(pairs)
+
+    strata.mine(model, cat, js, tmp_path / "py2", k=6, labeler=everything_substitutes)
+    assert seen and all(len(p) == 3 for p in seen)
+    titles = dict(zip(*strata.item_texts(cat)))
+    assert all(text == titles[item] for _, item, text in seen)
+    mined = [j for j in read_judgments(tmp_path / "py2") if j.get("source") == "mined"]
+    assert mined and all(j["label"] == 1 for j in mined), mined
+    # The answers are cached: a second run asks the labeler nothing.
+    seen.clear()
+    strata.mine(model, cat, js, tmp_path / "py2", k=6, labeler=everything_substitutes)
+    assert seen == []
+
+    def too_few(pairs):
+        return [0]
+
+    with pytest.raises(strata.StrataError, match="returned 1 labels for"):
+        strata.mine(model, cat, js, tmp_path / "py3", k=6, labeler=too_few)
+
+    def broken(pairs):
+        raise RuntimeError("the LLM is down")
+
+    with pytest.raises(strata.StrataError, match="the LLM is down"):
+        strata.mine(model, cat, js, tmp_path / "py4", k=6, labeler=broken)
+    with pytest.raises(strata.StrataError, match="labeler llm is not accepted"):
+        strata.mine(model, cat, js, tmp_path / "py5", k=6, labeler="llm")
+
+
+def test_train_returns_a_model_the_package_loads(data, tmp_path):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(
+        f'out = "{tmp_path / "run"}"\n'
+        f'[data]\ncatalog = "{data / "catalog.tsv"}"\ntrain_judgments = "{data / "judgments.tsv"}"\n'
+        f'[model]\ninit = "{MODEL}"\n'
+        "[train]\nmax_steps = 2\nbatch_size = 2\n"
+    )
+    summary = strata.train(cfg)
+    assert summary["steps"] == 2
+    trained = strata.Model(summary["model_dir"])
+    assert trained.embed_items(TITLES[:2]).shape == (2, trained.dim)
+    with pytest.raises(strata.StrataError, match="already"):
+        strata.train(cfg)

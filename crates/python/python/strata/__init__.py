@@ -13,9 +13,13 @@ their hybrid with the protocol of ``strata eval``.
     metrics = strata.evaluate("catalog.tsv", "judgments.tsv", model)
     print(metrics["ndcg@10"], metrics["avg_margin"])
 
+``strata.mine`` runs the mining step with any labeler, a Python callable included (an LLM
+client you already have, say): it receives ``(query, item id, item text)`` tuples and returns
+one label (0, 1, 2) or ``None`` each. ``strata.train`` runs ``strata train``'s configuration.
+
 Errors from the core are raised as :class:`StrataError` with strata's message.
 """
 
-from ._strata import Model, StrataError, __version__, evaluate, item_texts
+from ._strata import Model, StrataError, __version__, evaluate, item_texts, mine, train
 
-__all__ = ["Model", "StrataError", "evaluate", "item_texts", "__version__"]
+__all__ = ["Model", "StrataError", "evaluate", "item_texts", "mine", "train", "__version__"]

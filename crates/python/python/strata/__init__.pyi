@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -51,3 +51,26 @@ def evaluate(
 
 def item_texts(catalog_path: _Path, item_text: str = "name+taxonomy") -> tuple[list[str], list[str]]:
     """(ids, texts) of a catalog file's items as the item tower reads them."""
+
+Labeler = Callable[[list[tuple[str, str, str]]], Sequence[Optional[int]]]
+
+def mine(
+    model: Model,
+    catalog_path: _Path,
+    judgments_path: _Path,
+    out: _Path,
+    *,
+    labeler: Union[str, Labeler, None] = None,
+    k: int = 150,
+    whole_catalog: bool = False,
+    search: str = "auto",
+    item_text: Optional[str] = None,
+    cache: Optional[_Path] = None,
+    labeler_version: str = "v1",
+) -> dict[str, Any]:
+    """`strata mine`: writes judgments.jsonl and mining_report.json into `out`, returns the report.
+    `labeler`: "unjudged-zero", "judged-only", "cross-encoder=DIR", or a callable taking
+    (query, item id, item text) tuples and returning a label (0, 1, 2) or None per pair."""
+
+def train(config_path: _Path, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """`strata train --config`: the run's summary (summary.json); `model_dir` is the model."""
