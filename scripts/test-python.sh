@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv="${STRATA_PY_VENV:-target/py-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9,<2" numpy pytest
+"$venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9,<2" numpy pytest "ray[data]==2.58.0"
 "$venv/bin/pip" install -q --disable-pip-version-check ./crates/python
 "$venv/bin/python" -m pytest -q crates/python/tests

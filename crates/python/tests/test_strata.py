@@ -1,68 +1,15 @@
 """The Python package against the CLI on the same inputs: embeddings equal `strata embed`'s,
-`evaluate` equals `strata eval`'s metrics.json, and errors carry strata's messages.
-
-Needs the real default model (scripts/setup.sh) and the strata binary (`cargo build --release
--p strata`, or STRATA_BIN); fails loudly without them."""
+`evaluate` equals `strata eval`'s metrics.json, mining equals `strata mine`'s, and errors carry
+strata's messages."""
 
 import json
-import os
-import subprocess
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import strata
-
-REPO = Path(__file__).resolve().parents[3]
-MODEL = Path(os.environ.get("STRATA_MODELS", REPO / "models")) / "all-MiniLM-L6-v2"
-STRATA = Path(os.environ.get("STRATA_BIN", REPO / "target" / "release" / "strata"))
-
-TITLES = [
-    "DeWalt 20V cordless drill driver kit",
-    "Milwaukee M18 hammer drill, bare tool",
-    "Husky 16 oz claw hammer",
-    "Behr white interior paint, 1 gallon",
-    "Glidden white exterior paint, 5 gallon",
-    "Flexzilla 50 ft garden hose",
-    "Suncast hose reel cart",
-    "Philips 60W LED bulb, 4 pack",
-]
-QUERIES = ["cordless drill", "claw hammer", "white paint gallon", "garden hose", "led bulb"]
-
-
-def setup_module(_):
-    assert (MODEL / "model.safetensors").is_file(), f"default model missing at {MODEL}: run scripts/setup.sh"
-    assert STRATA.is_file(), f"strata binary missing at {STRATA}: cargo build --release -p strata (or set STRATA_BIN)"
-
-
-def cli(*args):
-    out = subprocess.run([str(STRATA), *map(str, args)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return out
-
-
-@pytest.fixture(scope="module")
-def model():
-    return strata.Model(MODEL)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    rows = ["id\tname\ttaxonomy"] + [f"i{k}\t{t}\tTools > Hardware" for k, t in enumerate(TITLES)]
-    (d / "catalog.tsv").write_text("\n".join(rows) + "\n")
-    judged = [
-        ("cordless drill", 0, 2), ("cordless drill", 1, 1), ("cordless drill", 2, 0),
-        ("claw hammer", 2, 2), ("claw hammer", 1, 0),
-        ("white paint gallon", 3, 2), ("white paint gallon", 4, 1), ("white paint gallon", 7, 0),
-        ("garden hose", 5, 2), ("garden hose", 6, 1), ("garden hose", 0, 0),
-        ("led bulb", 7, 2), ("led bulb", 3, 0),
-    ]
-    lines = ["query\titem_id\tlabel"] + [f"{q}\ti{k}\t{l}" for q, k, l in judged]
-    (d / "judgments.tsv").write_text("\n".join(lines) + "\n")
-    return d
+from conftest import MODEL, QUERIES, TITLES, cli
 
 
 @pytest.mark.parametrize("side", ["query", "item"])
