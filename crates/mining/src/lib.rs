@@ -228,22 +228,23 @@ pub struct MineOutput {
     pub report: MineReport,
 }
 
-/// Runs the mining step. `judgments` are the training judgments (every query among them is
-/// mined); `labeler` labels unjudged pairs (wrap it in `CachedLabeler` so no pair is paid for
-/// twice).
-pub fn mine(
-    encoder: &dyn TextEncoder,
+/// The queries and the corpus of a mining run: every query of the training judgments, in
+/// order of first appearance, and the catalog positions of the items searched (the training
+/// items, or the whole catalog).
+pub struct MiningCorpus<'a> {
+    pub queries: Vec<&'a str>,
+    pub corpus: Vec<usize>,
+    known: HashMap<(&'a str, &'a str), u8>,
+}
+
+/// The queries and the corpus `mine` searches for `judgments` under `cfg`.
+pub fn mining_corpus<'a>(
     catalog: &Catalog,
-    item_text: &ItemTextConfig,
-    judgments: &[Judgment],
-    labeler: &dyn Labeler,
+    judgments: &'a [Judgment],
     cfg: &MineConfig,
-) -> anyhow::Result<MineOutput> {
+) -> anyhow::Result<MiningCorpus<'a>> {
     cfg.validate()?;
     anyhow::ensure!(!judgments.is_empty(), "mining: no training judgments");
-    let rules = cfg.rules();
-
-    // Corpus and queries.
     let corpus: Vec<usize> = match cfg.corpus {
         Corpus::Catalog => (0..catalog.len()).collect(),
         Corpus::TrainingItems => {
@@ -272,6 +273,37 @@ pub fn mine(
             queries.push(j.query.as_str());
         }
     }
+    Ok(MiningCorpus {
+        queries,
+        corpus,
+        known,
+    })
+}
+
+/// How the top-k lists were found, for the report.
+#[derive(Clone, Debug, Default)]
+pub struct SearchInfo {
+    pub search: String,
+    pub recall: Option<f64>,
+    pub checked: usize,
+    pub unreachable: Option<usize>,
+    pub seconds_embedding: f64,
+    pub seconds_search: f64,
+}
+
+/// Runs the mining step. `judgments` are the training judgments (every query among them is
+/// mined); the result holds them all plus the selected mined pairs.
+pub fn mine(
+    encoder: &dyn TextEncoder,
+    catalog: &Catalog,
+    item_text: &ItemTextConfig,
+    judgments: &[Judgment],
+    labeler: &dyn Labeler,
+    cfg: &MineConfig,
+) -> anyhow::Result<MineOutput> {
+    let MiningCorpus {
+        queries, corpus, ..
+    } = mining_corpus(catalog, judgments, cfg)?;
 
     let t = Instant::now();
     let texts: Vec<String> = corpus
@@ -312,7 +344,67 @@ pub fn mine(
         (hits, "exact".to_string(), None, 0, None)
     };
     let seconds_search = t.elapsed().as_secs_f64();
+    mine_from_hits(
+        catalog,
+        judgments,
+        labeler,
+        cfg,
+        &hits,
+        SearchInfo {
+            search,
+            recall,
+            checked,
+            unreachable,
+            seconds_embedding,
+            seconds_search,
+        },
+    )
+}
 
+/// Labels and selects from top-k lists found elsewhere (a sharded search over item
+/// partitions, for instance): `hits[q]` lists positions in `mining_corpus(..).corpus` with their
+/// scores, best first, for the `q`-th query of `mining_corpus(..).queries`; `mine` calls it
+/// with its own search.
+pub fn mine_from_hits(
+    catalog: &Catalog,
+    judgments: &[Judgment],
+    labeler: &dyn Labeler,
+    cfg: &MineConfig,
+    hits: &[Vec<Hit>],
+    info: SearchInfo,
+) -> anyhow::Result<MineOutput> {
+    let MiningCorpus {
+        queries,
+        corpus,
+        known,
+    } = mining_corpus(catalog, judgments, cfg)?;
+    let rules = cfg.rules();
+    let k = cfg.k.min(corpus.len());
+    anyhow::ensure!(
+        hits.len() == queries.len(),
+        "mining: {} top-k lists for {} queries",
+        hits.len(),
+        queries.len()
+    );
+    if let Some(h) = hits
+        .iter()
+        .flatten()
+        .find(|h| h.item as usize >= corpus.len())
+    {
+        anyhow::bail!(
+            "mining: hit item {} is outside the corpus of {} items",
+            h.item,
+            corpus.len()
+        );
+    }
+    let SearchInfo {
+        search,
+        recall,
+        checked,
+        unreachable,
+        seconds_embedding,
+        seconds_search,
+    } = info;
     // Candidates: every retrieved pair with its rank and, where judged, its label.
     let mut candidates: Vec<Candidate> = Vec::with_capacity(queries.len() * k);
     for (qi, row) in hits.iter().enumerate() {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2};
+use numpy::{IntoPyArray, PyArray2, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -297,6 +297,135 @@ impl strata_data::Labeler for PyLabeler {
     }
 }
 
+/// The labeler argument of `mine` and `mine_from_hits`: a spec, or a Python callable.
+enum LabelerArg {
+    Spec(strata_data::LabelerSpec),
+    Callable(Py<PyAny>, String),
+}
+
+impl LabelerArg {
+    fn parse(labeler: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
+        Ok(match labeler {
+            None => LabelerArg::Spec(strata_data::LabelerSpec::UnjudgedZero),
+            Some(l) if l.is_callable() => {
+                let name = l
+                    .getattr("__name__")
+                    .and_then(|n| n.extract::<String>())
+                    .unwrap_or_else(|_| "callable".into());
+                LabelerArg::Callable(l.unbind(), name)
+            }
+            Some(l) => LabelerArg::Spec(
+                l.extract::<String>()?
+                    .parse()
+                    .map_err(StrataError::new_err)?,
+            ),
+        })
+    }
+
+    /// The labeler, its cache version and its policy sentence.
+    fn build(
+        self,
+        catalog: &strata_data::Catalog,
+        text: &ItemTextConfig,
+        version: &str,
+    ) -> anyhow::Result<(Box<dyn strata_data::Labeler>, String, String)> {
+        Ok(match self {
+            LabelerArg::Spec(spec) => {
+                let built = strata_labeling::build_labeler(
+                    &spec,
+                    "labeler",
+                    &["unjudged-zero", "judged-only", "cross-encoder"],
+                    strata_labeling::LabelerInputs {
+                        catalog: Some(catalog),
+                        ..Default::default()
+                    },
+                )?;
+                (built.labeler, built.version, built.policy)
+            }
+            LabelerArg::Callable(callable, name) => {
+                let texts = catalog
+                    .iter()
+                    .map(|i| (i.id.clone(), text.render(i)))
+                    .collect();
+                let policy = format!("the Python labeler {name} labels unjudged mined pairs");
+                (
+                    Box::new(PyLabeler {
+                        callable,
+                        name,
+                        texts,
+                    }),
+                    version.to_string(),
+                    policy,
+                )
+            }
+        })
+    }
+}
+
+/// Where and how a mining run writes: `out`, its label cache, the mining settings.
+struct MiningRun {
+    catalog_path: PathBuf,
+    judgments_path: PathBuf,
+    out: PathBuf,
+    cache: Option<PathBuf>,
+    labeler_version: String,
+    cfg: strata_mining::MineConfig,
+}
+
+impl MiningRun {
+    /// Loads the data, builds the labeler through its cache, mines with `search` (the
+    /// single-machine search, or top-k lists found elsewhere), writes `judgments.jsonl` and
+    /// `mining_report.json`, and returns the report's JSON.
+    fn run(
+        &self,
+        labeler: LabelerArg,
+        text: &ItemTextConfig,
+        search: impl FnOnce(
+            &strata_data::Catalog,
+            &[strata_data::Judgment],
+            &dyn strata_data::Labeler,
+        ) -> anyhow::Result<strata_mining::MineOutput>,
+    ) -> anyhow::Result<String> {
+        let catalog = strata_data::load_catalog(&self.catalog_path)?;
+        let train = strata_data::load_judgments(&self.judgments_path)?;
+        self.cfg.validate()?;
+        let (inner, version, policy) = labeler.build(&catalog, text, &self.labeler_version)?;
+        std::fs::create_dir_all(&self.out)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.out.display()))?;
+        let cache = self
+            .cache
+            .clone()
+            .unwrap_or_else(|| self.out.join("labels.jsonl"));
+        let labeler = strata_data::labeler::CachedLabeler::open(inner, &cache, &version)?;
+        let mined = search(&catalog, &train, &labeler)?;
+        strata_data::write_judgments(self.out.join("judgments.jsonl"), &mined.judgments)?;
+        let mut report = serde_json::to_value(&mined.report)?;
+        report["labeler_policy"] = serde_json::Value::String(policy);
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(self.out.join("mining_report.json"), &json)?;
+        Ok(json)
+    }
+}
+
+fn mine_config(k: usize, whole_catalog: bool, search: &str) -> PyResult<strata_mining::MineConfig> {
+    Ok(strata_mining::MineConfig {
+        k,
+        corpus: if whole_catalog {
+            strata_mining::Corpus::Catalog
+        } else {
+            strata_mining::Corpus::TrainingItems
+        },
+        ann: search.parse().map_err(StrataError::new_err)?,
+        ..strata_mining::MineConfig::default()
+    })
+}
+
+fn parse_item_text(item_text: Option<&str>) -> PyResult<Option<ItemTextConfig>> {
+    item_text
+        .map(|t| t.parse().map_err(StrataError::new_err))
+        .transpose()
+}
+
 /// Mines hard pairs for the training queries of `judgments_path` with `model` (ANN top-`k`
 /// over the training items, or the whole catalog), labels the unjudged ones and merges them
 /// with the originals, as `strata mine` does: writes `judgments.jsonl` and
@@ -323,91 +452,162 @@ fn mine<'py>(
     cache: Option<PathBuf>,
     labeler_version: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let text = strata_model::item_text_for(
-        Some(&model.path),
-        item_text
-            .map(|t| t.parse())
-            .transpose()
-            .map_err(StrataError::new_err)?,
-    )
-    .map_err(to_py)?;
-    let spec: Option<strata_data::LabelerSpec> = match &labeler {
-        None => Some(strata_data::LabelerSpec::UnjudgedZero),
-        Some(l) if l.is_callable() => None,
-        Some(l) => Some(
-            l.extract::<String>()?
-                .parse()
-                .map_err(StrataError::new_err)?,
-        ),
+    let text = strata_model::item_text_for(Some(&model.path), parse_item_text(item_text)?)
+        .map_err(to_py)?;
+    let labeler = LabelerArg::parse(labeler)?;
+    let run = MiningRun {
+        catalog_path,
+        judgments_path,
+        out,
+        cache,
+        labeler_version: labeler_version.to_string(),
+        cfg: mine_config(k, whole_catalog, search)?,
     };
-    let callable = labeler.filter(|l| l.is_callable()).map(|l| {
-        let name = l
-            .getattr("__name__")
-            .and_then(|n| n.extract::<String>())
-            .unwrap_or_else(|_| "callable".into());
-        (l.unbind(), name)
-    });
-    let search: strata_mining::SearchChoice = search.parse().map_err(StrataError::new_err)?;
     let embedder = &model.embedder;
     let report = py
-        .detach(|| -> anyhow::Result<String> {
-            let catalog = strata_data::load_catalog(&catalog_path)?;
-            let train = strata_data::load_judgments(&judgments_path)?;
-            let cfg = strata_mining::MineConfig {
-                k,
-                corpus: if whole_catalog {
-                    strata_mining::Corpus::Catalog
-                } else {
-                    strata_mining::Corpus::TrainingItems
-                },
-                ann: search,
-                ..strata_mining::MineConfig::default()
-            };
-            cfg.validate()?;
-            let (inner, version, policy): (Box<dyn strata_data::Labeler>, String, String) =
-                match (spec, callable) {
-                    (Some(spec), _) => {
-                        let built = strata_labeling::build_labeler(
-                            &spec,
-                            "labeler",
-                            &["unjudged-zero", "judged-only", "cross-encoder"],
-                            strata_labeling::LabelerInputs {
-                                catalog: Some(&catalog),
-                                ..Default::default()
-                            },
-                        )?;
-                        (built.labeler, built.version, built.policy)
-                    }
-                    (None, Some((callable, name))) => {
-                        let texts = catalog
-                            .iter()
-                            .map(|i| (i.id.clone(), text.render(i)))
-                            .collect();
-                        let policy =
-                            format!("the Python labeler {name} labels unjudged mined pairs");
-                        (
-                            Box::new(PyLabeler {
-                                callable,
-                                name,
-                                texts,
-                            }),
-                            labeler_version.to_string(),
-                            policy,
-                        )
-                    }
-                    (None, None) => unreachable!("a labeler that is not callable has a spec"),
+        .detach(|| {
+            run.run(labeler, &text, |catalog, train, labeler| {
+                strata_mining::mine(embedder, catalog, &text, train, labeler, &run.cfg)
+            })
+        })
+        .map_err(to_py)?;
+    PyModule::import(py, "json")?.call_method1("loads", (report,))
+}
+
+/// The queries a mining run over `judgments_path` mines (in order) and the ids of the items
+/// it searches (the training items, or the whole catalog): what a sharded search needs.
+#[pyfunction]
+#[pyo3(signature = (catalog_path, judgments_path, *, whole_catalog = false))]
+fn mining_corpus(
+    py: Python<'_>,
+    catalog_path: PathBuf,
+    judgments_path: PathBuf,
+    whole_catalog: bool,
+) -> PyResult<(Vec<String>, Vec<String>)> {
+    let cfg = mine_config(2, whole_catalog, "exact")?;
+    py.detach(|| -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let catalog = strata_data::load_catalog(&catalog_path)?;
+        let train = strata_data::load_judgments(&judgments_path)?;
+        let c = strata_mining::mining_corpus(&catalog, &train, &cfg)?;
+        Ok((
+            c.queries.iter().map(|q| q.to_string()).collect(),
+            c.corpus
+                .iter()
+                .map(|&i| catalog.items()[i].id.clone())
+                .collect(),
+        ))
+    })
+    .map_err(to_py)
+}
+
+/// Exact top-`k` inner-product search of `queries` `(nq, dim)` over `items` `(ni, dim)` with
+/// strata's exact search (the one mining and evaluation use; ties to the lower item):
+/// `(indices, scores)`, both `(nq, min(k, ni))`, best first.
+#[pyfunction]
+fn exact_topk<'py>(
+    py: Python<'py>,
+    queries: numpy::PyReadonlyArray2<'py, f32>,
+    items: numpy::PyReadonlyArray2<'py, f32>,
+    k: usize,
+) -> PyResult<TopK> {
+    let (nq, dim) = (queries.shape()[0], queries.shape()[1]);
+    anyhow_ensure(items.shape()[1] == dim, || {
+        format!("queries have {dim} dimensions, items {}", items.shape()[1])
+    })?;
+    let q: Vec<f32> = queries.as_array().iter().copied().collect();
+    let it: Vec<f32> = items.as_array().iter().copied().collect();
+    let kk = k.min(items.shape()[0]);
+    let hits = py
+        .detach(|| -> anyhow::Result<Vec<Vec<strata_retrieval::Hit>>> {
+            use strata_retrieval::VectorSearch;
+            Ok(strata_retrieval::ExactIndex::new(it, dim)?.search(&q, kk)?)
+        })
+        .map_err(to_py)?;
+    let mut idx = Array2::<i64>::zeros((nq, kk));
+    let mut sc = Array2::<f32>::zeros((nq, kk));
+    for (r, row) in hits.iter().enumerate() {
+        for (c, h) in row.iter().enumerate() {
+            idx[(r, c)] = i64::from(h.item);
+            sc[(r, c)] = h.score;
+        }
+    }
+    Ok((idx.into_pyarray(py).unbind(), sc.into_pyarray(py).unbind()))
+}
+
+/// Top-k lists: item indices and scores, both `(queries, k)`.
+type TopK = (Py<PyArray2<i64>>, Py<PyArray2<f32>>);
+
+fn anyhow_ensure(ok: bool, msg: impl FnOnce() -> String) -> PyResult<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(StrataError::new_err(msg()))
+    }
+}
+
+/// Labels and selects mined pairs from top-k lists found elsewhere (a sharded search, see
+/// `strata.ray.mine`): `indices[q]` are positions in `mining_corpus(...)[1]`, best first, for
+/// the `q`-th query of `mining_corpus(...)[0]`, with their `scores`. Writes and returns what
+/// `mine` does.
+#[pyfunction]
+#[pyo3(signature = (catalog_path, judgments_path, out, indices, scores, *, labeler = None, k = 150, whole_catalog = false, item_text = "name+taxonomy", cache = None, labeler_version = "v1"))]
+#[allow(clippy::too_many_arguments)]
+fn mine_from_hits<'py>(
+    py: Python<'py>,
+    catalog_path: PathBuf,
+    judgments_path: PathBuf,
+    out: PathBuf,
+    indices: numpy::PyReadonlyArray2<'py, i64>,
+    scores: numpy::PyReadonlyArray2<'py, f32>,
+    labeler: Option<Bound<'py, PyAny>>,
+    k: usize,
+    whole_catalog: bool,
+    item_text: &str,
+    cache: Option<PathBuf>,
+    labeler_version: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    anyhow_ensure(indices.shape() == scores.shape(), || {
+        format!(
+            "indices {:?} and scores {:?} differ in shape",
+            indices.shape(),
+            scores.shape()
+        )
+    })?;
+    let text: ItemTextConfig = item_text.parse().map_err(StrataError::new_err)?;
+    let mut hits = Vec::with_capacity(indices.shape()[0]);
+    for (row_i, row_s) in indices
+        .as_array()
+        .rows()
+        .into_iter()
+        .zip(scores.as_array().rows())
+    {
+        let mut row = Vec::with_capacity(row_i.len());
+        for (&i, &s) in row_i.iter().zip(row_s.iter()) {
+            let item = u32::try_from(i).map_err(|_| {
+                StrataError::new_err(format!("hit index {i} is not a corpus position"))
+            })?;
+            row.push(strata_retrieval::Hit { item, score: s });
+        }
+        hits.push(row);
+    }
+    let labeler = LabelerArg::parse(labeler)?;
+    let run = MiningRun {
+        catalog_path,
+        judgments_path,
+        out,
+        cache,
+        labeler_version: labeler_version.to_string(),
+        cfg: mine_config(k, whole_catalog, "exact")?,
+    };
+    let report = py
+        .detach(|| {
+            run.run(labeler, &text, |catalog, train, labeler| {
+                let info = strata_mining::SearchInfo {
+                    search: "external".into(),
+                    ..Default::default()
                 };
-            std::fs::create_dir_all(&out)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
-            let cache = cache.unwrap_or_else(|| out.join("labels.jsonl"));
-            let labeler = strata_data::labeler::CachedLabeler::open(inner, &cache, &version)?;
-            let mined = strata_mining::mine(embedder, &catalog, &text, &train, &labeler, &cfg)?;
-            strata_data::write_judgments(out.join("judgments.jsonl"), &mined.judgments)?;
-            let mut report = serde_json::to_value(&mined.report)?;
-            report["labeler_policy"] = serde_json::Value::String(policy);
-            let text = serde_json::to_string_pretty(&report)?;
-            std::fs::write(out.join("mining_report.json"), &text)?;
-            Ok(text)
+                strata_mining::mine_from_hits(catalog, train, labeler, &run.cfg, &hits, info)
+            })
         })
         .map_err(to_py)?;
     PyModule::import(py, "json")?.call_method1("loads", (report,))
@@ -447,6 +647,9 @@ fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(item_texts, m)?)?;
     m.add_function(wrap_pyfunction!(mine, m)?)?;
+    m.add_function(wrap_pyfunction!(mining_corpus, m)?)?;
+    m.add_function(wrap_pyfunction!(exact_topk, m)?)?;
+    m.add_function(wrap_pyfunction!(mine_from_hits, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     Ok(())
 }

@@ -1,9 +1,9 @@
-"""Catalog embedding through Ray Data (a local cluster of 2 CPUs, 2 actors) equals the
-package's single-process embedding, item by item."""
+"""strata on Ray Data, on a local cluster of 2 CPUs: catalog embedding by 2 actors equals the
+single-process embedding item by item, and mining with the search sharded over item partitions
+equals single-machine `strata mine --search exact`."""
 
 import numpy as np
 import pytest
-
 import ray
 
 import strata
@@ -28,3 +28,22 @@ def test_ray_embedding_equals_single_process(cluster, model, data):
         got = np.asarray(r["embedding"], dtype=np.float32)
         assert got.shape == (model.dim,)
         assert np.abs(got - want[r["id"]]).max() <= 1e-6, r["id"]
+
+
+def test_sharded_mining_equals_single_machine_mining(cluster, data, tmp_path):
+    from conftest import cli
+
+    cat, js = data / "catalog.tsv", data / "judgments.tsv"
+    cli("mine", "--model", MODEL, "--catalog", cat, "--judgments", js, "--out", tmp_path / "cli",
+        "--k", "6", "--search", "exact", "--no-embedding-cache")
+    report = strata.ray.mine(str(MODEL), str(cat), str(js), str(tmp_path / "ray"), k=6, shards=3)
+    read = lambda d: (d / "judgments.jsonl").read_text()  # noqa: E731
+    assert read(tmp_path / "ray") == read(tmp_path / "cli")
+    assert report["search"] == "external" and report["k"] == 6
+
+
+def test_merging_shard_lists_keeps_strata_order():
+    idx = np.array([[4, 1, 7, 2]])
+    sc = np.array([[0.5, 0.9, 0.5, -np.inf]], dtype=np.float32)
+    i, s = strata.ray.merge_topk(idx, sc, 3)
+    assert i.tolist() == [[1, 4, 7]] and s.tolist()[0][0] == pytest.approx(0.9)

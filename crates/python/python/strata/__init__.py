@@ -20,6 +20,28 @@ one label (0, 1, 2) or ``None`` each. ``strata.train`` runs ``strata train``'s c
 Errors from the core are raised as :class:`StrataError` with strata's message.
 """
 
-from ._strata import Model, StrataError, __version__, evaluate, item_texts, mine, train
+from ._strata import (
+    Model,
+    StrataError,
+    __version__,
+    evaluate,
+    exact_topk,
+    item_texts,
+    mine,
+    mine_from_hits,
+    mining_corpus,
+    train,
+)
 
-__all__ = ["Model", "StrataError", "evaluate", "item_texts", "mine", "train", "__version__"]
+__all__ = [
+    "Model",
+    "StrataError",
+    "evaluate",
+    "exact_topk",
+    "item_texts",
+    "mine",
+    "mine_from_hits",
+    "mining_corpus",
+    "train",
+    "__version__",
+]

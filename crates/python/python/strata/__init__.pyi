@@ -74,3 +74,29 @@ def mine(
 
 def train(config_path: _Path, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """`strata train --config`: the run's summary (summary.json); `model_dir` is the model."""
+
+def mining_corpus(
+    catalog_path: _Path, judgments_path: _Path, *, whole_catalog: bool = False
+) -> tuple[list[str], list[str]]:
+    """(queries, corpus item ids) of a mining run, in the order `mine_from_hits` indexes them."""
+
+def exact_topk(
+    queries: npt.NDArray[np.float32], items: npt.NDArray[np.float32], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """strata's exact inner-product top-k: (indices, scores), best first, ties to the lower item."""
+
+def mine_from_hits(
+    catalog_path: _Path,
+    judgments_path: _Path,
+    out: _Path,
+    indices: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    *,
+    labeler: Union[str, Labeler, None] = None,
+    k: int = 150,
+    whole_catalog: bool = False,
+    item_text: str = "name+taxonomy",
+    cache: Optional[_Path] = None,
+    labeler_version: str = "v1",
+) -> dict[str, Any]:
+    """Labels and selects mined pairs from top-k lists found elsewhere; writes what `mine` writes."""

@@ -74,3 +74,84 @@ def embed_items(
         concurrency=concurrency,
         num_cpus=num_cpus,
     )
+
+
+class _ShardSearch:
+    """An actor that embeds one shard of the corpus (a whole block) and returns the exact top-k
+    of every query over it, as global corpus positions (padded to k with position -1 and score
+    -inf when the shard holds fewer items)."""
+
+    def __init__(self, model_path: str, queries: np.ndarray, k: int, **model_options: Any) -> None:
+        self.model = strata.Model(model_path, **model_options)
+        self.queries = queries
+        self.k = k
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.model.embed_items([str(t) for t in batch["text"]])
+        local, scores = strata.exact_topk(self.queries, vectors, self.k)
+        positions = np.asarray(batch["position"], dtype=np.int64)[local]
+        if positions.shape[1] < self.k:
+            pad = self.k - positions.shape[1]
+            positions = np.pad(positions, ((0, 0), (0, pad)), constant_values=-1)
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        return {"indices": positions[None], "scores": scores[None]}
+
+
+def merge_topk(indices: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the best `k` of candidate lists concatenated along axis 1: score descending,
+    ties to the lower corpus position (strata's order)."""
+    order = np.lexsort((indices, -scores), axis=1)[:, :k]
+    return np.take_along_axis(indices, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
+def mine(
+    model_path: str,
+    catalog_path: str,
+    judgments_path: str,
+    out: str,
+    *,
+    k: int = 150,
+    shards: int = 2,
+    concurrency: int = 2,
+    labeler: Any = None,
+    whole_catalog: bool = False,
+    item_text: Optional[str] = None,
+    cache: Optional[str] = None,
+    labeler_version: str = "v1",
+) -> dict[str, Any]:
+    """``strata mine`` with its expensive parts on Ray: ``concurrency`` actors each embed
+    whole item partitions (``shards`` of them) and search them exactly for every query's top-k;
+    the lists are merged per query
+    (score, then corpus position: the order of strata's exact search), then the same labeling
+    and selection (``strata.mine_from_hits``). With the same vectors this equals single-machine
+    ``strata mine --search exact``; the labeler runs on the driver, through the label cache."""
+    import ray
+
+    model = strata.Model(model_path)
+    text = item_text or model.item_text
+    queries, corpus = strata.mining_corpus(catalog_path, judgments_path, whole_catalog=whole_catalog)
+    ids, texts = strata.item_texts(catalog_path, text)
+    by_id = dict(zip(ids, texts))
+    k = min(k, len(corpus))
+    q = model.embed_queries(queries)
+    rows = [{"position": p, "text": by_id[i]} for p, i in enumerate(corpus)]
+    # One block per shard, made on the driver: no shuffle task competes with the actors.
+    ds = ray.data.from_items(rows, override_num_blocks=shards)
+    parts = (
+        ds.map_batches(
+            _ShardSearch,
+            fn_constructor_args=(model_path, q, k),
+            batch_size=None,
+            batch_format="numpy",
+            concurrency=concurrency,
+        )
+        .take_all()
+    )
+    indices = np.concatenate([np.asarray(p["indices"]) for p in parts], axis=1)
+    scores = np.concatenate([np.asarray(p["scores"]) for p in parts], axis=1)
+    indices, scores = merge_topk(indices, scores, k)
+    return strata.mine_from_hits(
+        catalog_path, judgments_path, out, indices, scores.astype(np.float32),
+        labeler=labeler, k=k, whole_catalog=whole_catalog, item_text=text,
+        cache=cache, labeler_version=labeler_version,
+    )
