@@ -213,7 +213,7 @@ pub struct EvalArgs {
     pub labeler: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Take catalog, judgments, split and taxonomy depth from a training run's config.json
+    /// Take catalog, judgments, split and item text from a training run's config.json
     /// (flags override them).
     #[arg(long)]
     pub run: Option<PathBuf>,
