@@ -3,7 +3,7 @@
 //! [`JudgmentLookupLabeler`] answers from known judgments; the synthetic marketplace's
 //! [`OracleLabeler`](crate::marketplace::OracleLabeler) labels any pair by policy; and
 //! [`CachedLabeler`] wraps any labeler with a persistent append-only cache so that no pair is
-//! labeled twice across runs.
+//! labeled twice across runs (a file, or a directory shared by many worker processes).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -232,87 +232,89 @@ impl<L: Labeler> CachedLabeler<L> {
     /// Lines of other labelers or guideline versions stay in the file but are not used. A
     /// malformed line is an error naming the file and line, except a torn last line (no
     /// trailing newline, as left by an interrupted run), which is cut off with a warning.
+    ///
+    /// An existing *directory* at `path` is a shared cache ([`Self::open_shared`]) that this
+    /// process writes to as `<host>-<pid>`.
     pub fn open(inner: L, path: impl AsRef<Path>, guideline_version: &str) -> anyhow::Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        if path.is_dir() {
+            return Self::open_shared(inner, path, &default_writer(), guideline_version);
+        }
         let identity = inner.identity();
-        let mut cache = HashMap::new();
-        let mut needs_newline = false;
-        let mut torn_at: Option<u64> = None;
-        if path.exists() {
-            let mut reader = BufReader::new(
-                File::open(&path)
-                    .with_context(|| format!("opening label cache {}", path.display()))?,
-            );
-            let mut buf = Vec::new();
-            let mut line = 0;
-            let mut offset = 0u64;
-            loop {
-                buf.clear();
-                let n = reader
-                    .read_until(b'\n', &mut buf)
-                    .with_context(|| format!("reading label cache {}", path.display()))?;
-                if n == 0 {
-                    break;
-                }
-                let start = offset;
-                offset += n as u64;
-                line += 1;
-                let complete = buf.last() == Some(&b'\n');
-                let text = String::from_utf8_lossy(&buf);
-                if text.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<CacheLine>(text.trim()) {
-                    Ok(c) => {
-                        anyhow::ensure!(
-                            c.label <= MAX_LABEL,
-                            "{}:{line}: field `label`: unknown label {} (expected 0, 1 or 2)",
-                            path.display(),
-                            c.label
-                        );
-                        if c.labeler == identity && c.guideline == guideline_version {
-                            cache.insert((c.query, c.item_id), c.label);
-                        }
-                        needs_newline = !complete;
-                    }
-                    Err(e) if !complete => {
-                        tracing::warn!(
-                            "{}:{line}: cutting off a torn last line of the label cache ({e})",
-                            path.display()
-                        );
-                        torn_at = Some(start);
-                        needs_newline = false;
-                    }
-                    Err(e) => anyhow::bail!("{}:{line}: field `(record)`: {e}", path.display()),
-                }
-            }
+        let mut labels = HashMap::new();
+        let file = open_own_file(path, &identity, guideline_version, &mut labels)?;
+        Ok(Self::with_state(
+            inner,
+            identity,
+            guideline_version,
+            path.to_path_buf(),
+            labels,
+            file,
+        ))
+    }
+
+    /// Opens a cache shared by several processes (the workers of a Ray or Spark job, on one
+    /// machine or on shared storage): the directory `dir` (created) holds one JSONL file per
+    /// writer. Every `*.jsonl` file in it is read, so labels any writer had persisted when this
+    /// one opened are reused; this labeler appends only to `dir/<writer>.jsonl`, so writers
+    /// never interleave lines. A torn last line of another writer's file (one being written
+    /// now) is ignored; a malformed complete line is an error naming the file and line.
+    /// `writer` must be unique among the processes using `dir` at the same time.
+    pub fn open_shared(
+        inner: L,
+        dir: impl AsRef<Path>,
+        writer: &str,
+        guideline_version: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = dir.as_ref();
+        anyhow::ensure!(
+            !writer.is_empty()
+                && writer
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !writer.starts_with('.'),
+            "label cache writer name {writer:?}: use letters, digits, '-', '_' and '.'"
+        );
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let own = dir.join(format!("{writer}.jsonl"));
+        let identity = inner.identity();
+        let mut labels = HashMap::new();
+        let mut others: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading label cache directory {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("reading label cache directory {}", dir.display()))?;
+        others.retain(|p| p.extension().is_some_and(|e| e == "jsonl") && *p != own);
+        others.sort();
+        for p in &others {
+            read_cache_file(p, &identity, guideline_version, &mut labels, false)?;
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        if let Some(len) = torn_at {
-            OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_len(len))
-                .with_context(|| format!("truncating label cache {}", path.display()))?;
-        }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening label cache {}", path.display()))?;
-        let mut file = BufWriter::new(f);
-        if needs_newline {
-            file.write_all(b"\n")?;
-        }
-        Ok(CachedLabeler {
+        let file = open_own_file(&own, &identity, guideline_version, &mut labels)?;
+        Ok(Self::with_state(
+            inner,
+            identity,
+            guideline_version,
+            own,
+            labels,
+            file,
+        ))
+    }
+
+    fn with_state(
+        inner: L,
+        identity: String,
+        guideline_version: &str,
+        path: PathBuf,
+        labels: HashMap<(String, String), u8>,
+        file: BufWriter<File>,
+    ) -> Self {
+        CachedLabeler {
             inner,
             identity,
             guideline: guideline_version.to_string(),
             path,
             state: Mutex::new(CacheState {
-                labels: cache,
+                labels,
                 in_flight: HashSet::new(),
             }),
             settled: Condvar::new(),
@@ -320,7 +322,7 @@ impl<L: Labeler> CachedLabeler<L> {
             chunk: 64,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Sets how many missing pairs are asked (and persisted) at a time (default 64).
@@ -474,6 +476,138 @@ impl<L: Labeler> Labeler for CachedLabeler<L> {
     fn identity(&self) -> String {
         self.identity.clone()
     }
+}
+
+/// This process's writer name in a shared label cache: `<host>-<pid>`.
+fn default_writer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let host = if host.is_empty() {
+        "host".to_string()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+/// What reading a cache file found about its end.
+struct FileEnd {
+    /// The last line is complete but lacks its newline.
+    needs_newline: bool,
+    /// Offset of a torn last line.
+    torn_at: Option<u64>,
+}
+
+/// Reads the usable lines of the cache file at `path` (if it exists) into `labels`. A torn
+/// last line is reported (`own`: with a warning, to be cut off) or, in another writer's file,
+/// ignored.
+fn read_cache_file(
+    path: &Path,
+    identity: &str,
+    guideline: &str,
+    labels: &mut HashMap<(String, String), u8>,
+    own: bool,
+) -> anyhow::Result<FileEnd> {
+    let mut end = FileEnd {
+        needs_newline: false,
+        torn_at: None,
+    };
+    if !path.exists() {
+        return Ok(end);
+    }
+    let mut reader = BufReader::new(
+        File::open(path).with_context(|| format!("opening label cache {}", path.display()))?,
+    );
+    let mut buf = Vec::new();
+    let mut line = 0;
+    let mut offset = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading label cache {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        let start = offset;
+        offset += n as u64;
+        line += 1;
+        let complete = buf.last() == Some(&b'\n');
+        let text = String::from_utf8_lossy(&buf);
+        if text.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<CacheLine>(text.trim()) {
+            Ok(c) => {
+                anyhow::ensure!(
+                    c.label <= MAX_LABEL,
+                    "{}:{line}: field `label`: unknown label {} (expected 0, 1 or 2)",
+                    path.display(),
+                    c.label
+                );
+                if c.labeler == identity && c.guideline == guideline {
+                    labels.insert((c.query, c.item_id), c.label);
+                }
+                end.needs_newline = !complete;
+            }
+            Err(e) if !complete => {
+                if own {
+                    tracing::warn!(
+                        "{}:{line}: cutting off a torn last line of the label cache ({e})",
+                        path.display()
+                    );
+                }
+                end.torn_at = Some(start);
+                end.needs_newline = false;
+            }
+            Err(e) => anyhow::bail!("{}:{line}: field `(record)`: {e}", path.display()),
+        }
+    }
+    Ok(end)
+}
+
+/// Reads this writer's cache file into `labels`, cuts off a torn last line, and opens it
+/// for appending.
+fn open_own_file(
+    path: &Path,
+    identity: &str,
+    guideline: &str,
+    labels: &mut HashMap<(String, String), u8>,
+) -> anyhow::Result<BufWriter<File>> {
+    let end = read_cache_file(path, identity, guideline, labels, true)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Some(len) = end.torn_at {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(len))
+            .with_context(|| format!("truncating label cache {}", path.display()))?;
+    }
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening label cache {}", path.display()))?;
+    let mut file = BufWriter::new(f);
+    if end.needs_newline {
+        file.write_all(b"\n")?;
+    }
+    Ok(file)
 }
 
 /// Labels pairs in batches of `batch` and collects the results, reporting progress per batch.

@@ -249,3 +249,59 @@ fn default_scores_are_certain() {
     );
     assert!(got[1].is_none());
 }
+
+#[test]
+fn shared_cache_directory_reuses_every_writers_labels_and_writes_only_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("labels");
+    let batch = pairs(&[("ab", "1"), ("abc", "2")]);
+    let a = CachedLabeler::open_shared(counting(), &shared, "worker-a", "g").unwrap();
+    assert_eq!(a.label(&batch).unwrap(), [Some(2), Some(0)]);
+    assert_eq!(a.path(), shared.join("worker-a.jsonl"));
+    // A second writer sees what the first had persisted when it opened and asks only the rest.
+    let b = CachedLabeler::open_shared(counting(), &shared, "worker-b", "g").unwrap();
+    assert_eq!(b.cached(), 2);
+    let more = pairs(&[("ab", "1"), ("abcd", "3")]);
+    assert_eq!(b.label(&more).unwrap(), [Some(2), Some(1)]);
+    assert_eq!(*b.inner().asked.lock().unwrap(), pairs(&[("abcd", "3")]));
+    let lines = |w: &str| {
+        std::fs::read_to_string(shared.join(format!("{w}.jsonl")))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!((lines("worker-a"), lines("worker-b")), (2, 1));
+    drop((a, b));
+    // `open` on an existing directory is the shared cache, under this process's own file.
+    let c = CachedLabeler::open(counting(), &shared, "g").unwrap();
+    assert_eq!(c.cached(), 3);
+    assert_eq!(c.path().parent(), Some(shared.as_path()));
+    assert!(
+        c.path()
+            .to_string_lossy()
+            .ends_with(&format!("-{}.jsonl", std::process::id()))
+    );
+    drop(c);
+    // Another writer's torn last line (a write in progress) is skipped, not cut off.
+    let torn = "{\"labeler\":\"counting-v1\",\"gui";
+    let other = shared.join("worker-c.jsonl");
+    std::fs::write(&other, torn).unwrap();
+    let d = CachedLabeler::open_shared(counting(), &shared, "worker-d", "g").unwrap();
+    assert_eq!(d.cached(), 3);
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), torn);
+    drop(d);
+    // A malformed complete line in another writer's file is an error naming it.
+    std::fs::write(&other, "not json\n").unwrap();
+    let err = CachedLabeler::open_shared(counting(), &shared, "worker-d", "g")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(&format!("{}:1:", other.display())), "{err}");
+    // Writer names stay inside the directory.
+    for bad in ["", "../x", "a/b", ".hidden"] {
+        assert!(
+            CachedLabeler::open_shared(counting(), &shared, bad, "g").is_err(),
+            "{bad}"
+        );
+    }
+}

@@ -361,24 +361,19 @@ pub fn mine(
     )
 }
 
-/// Labels and selects from top-k lists found elsewhere (a sharded search over item
-/// partitions, for instance): `hits[q]` lists positions in `mining_corpus(..).corpus` with their
-/// scores, best first, for the `q`-th query of `mining_corpus(..).queries`; `mine` calls it
-/// with its own search.
-pub fn mine_from_hits(
+/// Every retrieved pair of `hits` (as [`mine_from_hits`] takes them) with its rank and, where
+/// judged, its label.
+fn retrieved_candidates(
     catalog: &Catalog,
     judgments: &[Judgment],
-    labeler: &dyn Labeler,
     cfg: &MineConfig,
     hits: &[Vec<Hit>],
-    info: SearchInfo,
-) -> anyhow::Result<MineOutput> {
+) -> anyhow::Result<Retrieved> {
     let MiningCorpus {
         queries,
         corpus,
         known,
     } = mining_corpus(catalog, judgments, cfg)?;
-    let rules = cfg.rules();
     let k = cfg.k.min(corpus.len());
     anyhow::ensure!(
         hits.len() == queries.len(),
@@ -397,15 +392,6 @@ pub fn mine_from_hits(
             corpus.len()
         );
     }
-    let SearchInfo {
-        search,
-        recall,
-        checked,
-        unreachable,
-        seconds_embedding,
-        seconds_search,
-    } = info;
-    // Candidates: every retrieved pair with its rank and, where judged, its label.
     let mut candidates: Vec<Candidate> = Vec::with_capacity(queries.len() * k);
     for (qi, row) in hits.iter().enumerate() {
         for (r, h) in row.iter().enumerate() {
@@ -419,6 +405,66 @@ pub fn mine_from_hits(
             });
         }
     }
+    Ok(Retrieved {
+        queries: queries.len(),
+        corpus_items: corpus.len(),
+        k,
+        candidates,
+    })
+}
+
+/// What [`retrieved_candidates`] found.
+struct Retrieved {
+    queries: usize,
+    corpus_items: usize,
+    k: usize,
+    candidates: Vec<Candidate>,
+}
+
+/// The pairs of `hits` that [`mine_from_hits`] asks its labeler about (the retrieved pairs
+/// without a judgment), in the order it asks them: labeling them elsewhere first (workers with
+/// a shared label cache) leaves the mining run only cache hits.
+pub fn unjudged_pairs(
+    catalog: &Catalog,
+    judgments: &[Judgment],
+    cfg: &MineConfig,
+    hits: &[Vec<Hit>],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let candidates = retrieved_candidates(catalog, judgments, cfg, hits)?.candidates;
+    Ok(candidates
+        .into_iter()
+        .filter(|c| c.judged.is_none())
+        .map(|c| (c.query, c.item_id))
+        .collect())
+}
+
+/// Labels and selects from top-k lists found elsewhere (a sharded search over item
+/// partitions, for instance): `hits[q]` lists positions in `mining_corpus(..).corpus` with their
+/// scores, best first, for the `q`-th query of `mining_corpus(..).queries`; `mine` calls it
+/// with its own search.
+pub fn mine_from_hits(
+    catalog: &Catalog,
+    judgments: &[Judgment],
+    labeler: &dyn Labeler,
+    cfg: &MineConfig,
+    hits: &[Vec<Hit>],
+    info: SearchInfo,
+) -> anyhow::Result<MineOutput> {
+    let rules = cfg.rules();
+    let Retrieved {
+        queries,
+        corpus_items,
+        k,
+        mut candidates,
+    } = retrieved_candidates(catalog, judgments, cfg, hits)?;
+    let SearchInfo {
+        search,
+        recall,
+        checked,
+        unreachable,
+        seconds_embedding,
+        seconds_search,
+    } = info;
     let pending: Vec<usize> = (0..candidates.len())
         .filter(|&i| candidates[i].judged.is_none())
         .collect();
@@ -443,8 +489,8 @@ pub fn mine_from_hits(
     let mut report = MineReport {
         k,
         split: rules.split,
-        queries: queries.len(),
-        corpus_items: corpus.len(),
+        queries,
+        corpus_items,
         labeler: labeler.identity(),
         pairs_retrieved: candidates.len(),
         already_judged: candidates.len() - pending.len(),

@@ -172,6 +172,63 @@ fn mining_keeps_originals_selects_by_rank_and_caches_labels() {
 }
 
 #[test]
+fn unjudged_pairs_labeled_ahead_leave_mining_only_cache_hits() {
+    let cat = catalog(30);
+    let train: Vec<Judgment> = vec![
+        Judgment::new("q0", "i0", 2),
+        Judgment::new("q0", "i2", 0),
+        Judgment::new("q1", "i5", 1),
+    ];
+    let cfg = MineConfig {
+        k: 6,
+        corpus: strata_mining::Corpus::Catalog,
+        ..Default::default()
+    };
+    // Top-k lists found elsewhere: the first six catalog positions for both queries.
+    let c = strata_mining::mining_corpus(&cat, &train, &cfg).unwrap();
+    assert_eq!(c.queries, ["q0", "q1"]);
+    let hits: Vec<Vec<strata_retrieval::Hit>> = (0..2)
+        .map(|_| {
+            (0..6u32)
+                .map(|i| strata_retrieval::Hit {
+                    item: i,
+                    score: 1.0 - i as f32 * 0.1,
+                })
+                .collect()
+        })
+        .collect();
+    let pairs = strata_mining::unjudged_pairs(&cat, &train, &cfg, &hits).unwrap();
+    let expect: Vec<(String, String)> = [
+        ("q0", "i1"),
+        ("q0", "i3"),
+        ("q0", "i4"),
+        ("q0", "i5"),
+        ("q1", "i0"),
+        ("q1", "i1"),
+        ("q1", "i2"),
+        ("q1", "i3"),
+        ("q1", "i4"),
+    ]
+    .iter()
+    .map(|(q, i)| (q.to_string(), i.to_string()))
+    .collect();
+    assert_eq!(pairs, expect);
+    // A worker labels them into a shared cache; the mining run then asks its labeler nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("labels");
+    let worker =
+        CachedLabeler::open_shared(Rule(AtomicUsize::new(0)), &shared, "w1", "v1").unwrap();
+    worker.label(&pairs).unwrap();
+    assert_eq!(worker.inner().0.load(Ordering::SeqCst), pairs.len());
+    let driver = CachedLabeler::open(Rule(AtomicUsize::new(0)), &shared, "v1").unwrap();
+    let info = strata_mining::SearchInfo::default();
+    let out = strata_mining::mine_from_hits(&cat, &train, &driver, &cfg, &hits, info).unwrap();
+    assert_eq!(driver.inner().0.load(Ordering::SeqCst), 0);
+    assert_eq!(out.report.newly_labeled, pairs.len());
+    assert_eq!(out.report.already_judged, 12 - pairs.len());
+}
+
+#[test]
 fn bad_settings_are_rejected() {
     let cfg = MineConfig {
         k: 10,

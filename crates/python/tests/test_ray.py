@@ -1,6 +1,8 @@
 """strata on Ray Data, on a local cluster of 2 CPUs: catalog embedding by 2 actors equals the
 single-process embedding item by item, and mining with the search sharded over item partitions
-equals single-machine `strata mine --search exact`."""
+(and the labeling on actors through a shared label cache) equals single-machine mining."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from conftest import MODEL
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # The workers import this module's labeler by name, as a user's workers import theirs.
+    here = str(Path(__file__).resolve().parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": here}})
     yield
     ray.shutdown()
 
@@ -40,6 +45,26 @@ def test_sharded_mining_equals_single_machine_mining(cluster, data, tmp_path):
     read = lambda d: (d / "judgments.jsonl").read_text()  # noqa: E731
     assert read(tmp_path / "ray") == read(tmp_path / "cli")
     assert report["search"] == "external" and report["k"] == 6
+
+
+def substitutes_by_id(pairs):
+    """A deterministic labeler, picklable for the actors."""
+    return [int(item[1:]) % 3 for _, item, _ in pairs]
+
+
+def test_sharded_mining_labels_on_actors_through_a_shared_cache(cluster, model, data, tmp_path):
+    cat, js = data / "catalog.tsv", data / "judgments.tsv"
+    strata.mine(model, cat, js, tmp_path / "single", k=6, search="exact",
+                labeler=substitutes_by_id)
+    report = strata.ray.mine(str(MODEL), str(cat), str(js), str(tmp_path / "ray"), k=6, shards=2,
+                             labeler=substitutes_by_id)
+    read = lambda d: (d / "judgments.jsonl").read_text()  # noqa: E731
+    assert read(tmp_path / "ray") == read(tmp_path / "single")
+    # The actors labeled every unjudged pair into their own files; the driver asked nothing.
+    files = {f.name: f.read_text().splitlines() for f in (tmp_path / "ray" / "labels").iterdir()}
+    actor_lines = sum(len(v) for k, v in files.items() if k.startswith("actor-"))
+    assert actor_lines == report["newly_labeled"] > 0
+    assert all(not v for k, v in files.items() if not k.startswith("actor-")), files
 
 
 def test_merging_shard_lists_keeps_strata_order():

@@ -140,3 +140,52 @@ def test_train_returns_a_model_the_package_loads(data, tmp_path):
     assert trained.embed_items(TITLES[:2]).shape == (2, trained.dim)
     with pytest.raises(strata.StrataError, match="already"):
         strata.train(cfg)
+
+
+def test_index_built_from_python_searches_like_the_cli_index(model, data, tmp_path):
+    cat = data / "catalog.tsv"
+    built = strata.Index.build(tmp_path / "py.idx", cat, model)
+    cli("index", "build", "--model", MODEL, "--catalog", cat, "--out", tmp_path / "cli.idx")
+    opened = strata.Index.open(tmp_path / "cli.idx")
+    assert len(built) == len(opened) == len(TITLES) and built.dim == model.dim
+    for key in ("dim", "count", "item_text", "model"):
+        assert built.manifest[key] == opened.manifest[key], key
+    # Exact semantic search is strata's exact top-k over the item embeddings.
+    ids, texts = strata.item_texts(cat, model.item_text)
+    want_i, want_s = strata.exact_topk(model.embed_queries(QUERIES), model.embed_items(texts), 3)
+    for index in (built, opened):
+        got = index.search(QUERIES, k=3, model=model, exact=True)
+        assert [[r["id"] for r in rows] for rows in got] == [[ids[i] for i in row] for row in want_i]
+        assert np.abs(np.array([[r["score"] for r in rows] for rows in got]) - want_s).max() <= 1e-5
+    # The HNSW graph finds the same items on a catalog this small; BM25 needs no model.
+    assert [r["id"] for r in built.search(["claw hammer"], k=1, model=model)[0]] == ["i2"]
+    lexical = built.search(["garden hose"], k=2, mode="lexical")[0]
+    assert lexical[0]["id"] == "i5" and lexical[0]["lexical"] > 0
+    hybrid = built.search(["white paint gallon"], k=2, model=model, mode="hybrid", alpha=0.5)[0]
+    assert {r["id"] for r in hybrid} <= {"i3", "i4"} and len(hybrid) == 2
+    with pytest.raises(strata.StrataError, match="pass model="):
+        built.search(["drill"], k=1)
+    with pytest.raises(strata.StrataError, match="already holds an index"):
+        strata.Index.build(tmp_path / "py.idx", cat, model)
+    with pytest.raises(strata.StrataError, match="unknown search mode"):
+        built.search(["drill"], k=1, model=model, mode="fuzzy")
+
+
+def test_labelers_share_a_cache_directory(data, tmp_path):
+    cat = data / "catalog.tsv"
+    asked = []
+
+    def by_length(pairs):
+        asked.extend(pairs)
+        return [len(q) % 3 for q, _, _ in pairs]
+
+    shared = tmp_path / "labels"
+    a = strata.Labeler(by_length, cat, shared, writer="a")
+    assert a.label([("drill", "i0"), ("hose", "i5")]) == [2, 1]
+    b = strata.Labeler(by_length, cat, shared, writer="b")
+    assert b.label([("drill", "i0"), ("paint", "i3")]) == [2, 2]
+    assert (b.hits, b.misses) == (1, 1) and len(asked) == 3
+    assert b.cache_file == str(shared / "b.jsonl")
+    assert "Python labeler by_length" in b.policy
+    with pytest.raises(strata.StrataError, match="writer name"):
+        strata.Labeler(by_length, cat, shared, writer="../x")

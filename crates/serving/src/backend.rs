@@ -98,6 +98,16 @@ impl IndexBackend {
 
     /// The search, computed synchronously (it is CPU-bound and takes milliseconds).
     pub fn search_now(&self, q: &SearchQuery<'_>) -> anyhow::Result<Vec<ScoredItem>> {
+        self.search_with(q, self.exact_semantic)
+    }
+
+    /// [`Self::search_now`], answering semantic searches exactly or not as `exact_semantic`
+    /// says (instead of the backend's setting).
+    pub fn search_with(
+        &self,
+        q: &SearchQuery<'_>,
+        exact_semantic: bool,
+    ) -> anyhow::Result<Vec<ScoredItem>> {
         let idx = &self.index;
         let item = |slot: u32, score: f32, semantic: f32, lexical: f32| {
             let m = idx.item(slot);
@@ -112,7 +122,7 @@ impl IndexBackend {
         match q.mode {
             Mode::Semantic | Mode::Lexical => {
                 let hits = match q.mode {
-                    Mode::Semantic if self.exact_semantic => idx.exact(q.embedding, q.k)?,
+                    Mode::Semantic if exact_semantic => idx.exact(q.embedding, q.k)?,
                     Mode::Semantic => idx.approximate(q.embedding, q.k)?,
                     _ => idx.lexical(q.text, q.k)?,
                 };

@@ -16,11 +16,17 @@ their hybrid with the protocol of ``strata eval``.
 ``strata.mine`` runs the mining step with any labeler, a Python callable included (an LLM
 client you already have, say): it receives ``(query, item id, item text)`` tuples and returns
 one label (0, 1, 2) or ``None`` each. ``strata.train`` runs ``strata train``'s configuration.
+``strata.Index`` builds, opens and searches the item index that ``strata serve`` serves:
+
+    index = strata.Index.build("items.idx", "catalog.tsv", model)
+    hits = index.search(["cordless drill"], k=10, model=model, mode="hybrid")
 
 Errors from the core are raised as :class:`StrataError` with strata's message.
 """
 
 from ._strata import (
+    Index,
+    Labeler,
     Model,
     StrataError,
     __version__,
@@ -31,9 +37,12 @@ from ._strata import (
     mine_from_hits,
     mining_corpus,
     train,
+    unjudged_pairs,
 )
 
 __all__ = [
+    "Index",
+    "Labeler",
     "Model",
     "StrataError",
     "evaluate",
@@ -43,5 +52,6 @@ __all__ = [
     "mine_from_hits",
     "mining_corpus",
     "train",
+    "unjudged_pairs",
     "__version__",
 ]

@@ -52,7 +52,7 @@ def evaluate(
 def item_texts(catalog_path: _Path, item_text: str = "name+taxonomy") -> tuple[list[str], list[str]]:
     """(ids, texts) of a catalog file's items as the item tower reads them."""
 
-Labeler = Callable[[list[tuple[str, str, str]]], Sequence[Optional[int]]]
+LabelFn = Callable[[list[tuple[str, str, str]]], Sequence[Optional[int]]]
 
 def mine(
     model: Model,
@@ -60,7 +60,7 @@ def mine(
     judgments_path: _Path,
     out: _Path,
     *,
-    labeler: Union[str, Labeler, None] = None,
+    labeler: Union[str, LabelFn, None] = None,
     k: int = 150,
     whole_catalog: bool = False,
     search: str = "auto",
@@ -92,7 +92,7 @@ def mine_from_hits(
     indices: npt.NDArray[np.int64],
     scores: npt.NDArray[np.float32],
     *,
-    labeler: Union[str, Labeler, None] = None,
+    labeler: Union[str, LabelFn, None] = None,
     k: int = 150,
     whole_catalog: bool = False,
     item_text: str = "name+taxonomy",
@@ -100,3 +100,72 @@ def mine_from_hits(
     labeler_version: str = "v1",
 ) -> dict[str, Any]:
     """Labels and selects mined pairs from top-k lists found elsewhere; writes what `mine` writes."""
+
+def unjudged_pairs(
+    catalog_path: _Path,
+    judgments_path: _Path,
+    indices: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    *,
+    k: int = 150,
+    whole_catalog: bool = False,
+) -> tuple[list[str], list[str]]:
+    """(queries, item ids) of the pairs `mine_from_hits` would ask its labeler about, in order."""
+
+class Labeler:
+    """strata's relabeler behind its label cache; `cache` is a file, or a directory shared by
+    many workers (each appends to its own `<writer>.jsonl` there and reads everyone's)."""
+
+    def __init__(
+        self,
+        labeler: Union[str, LabelFn],
+        catalog_path: _Path,
+        cache: _Path,
+        *,
+        item_text: str = "name+taxonomy",
+        labeler_version: str = "v1",
+        writer: Optional[str] = None,
+    ) -> None: ...
+    def label(self, pairs: list[tuple[str, str]]) -> list[Optional[int]]:
+        """One label (0, 1, 2) or None per (query, item id) pair, from the cache where known."""
+    @property
+    def hits(self) -> int: ...
+    @property
+    def misses(self) -> int: ...
+    @property
+    def cache_file(self) -> str: ...
+    @property
+    def policy(self) -> str: ...
+
+class Index:
+    """An item index directory (embeddings, HNSW graph, BM25), as `strata serve --index` serves."""
+
+    @staticmethod
+    def build(
+        path: _Path,
+        catalog_path: _Path,
+        model: Model,
+        *,
+        item_text: Optional[str] = None,
+        hnsw_m: Optional[int] = None,
+        hnsw_ef_construction: Optional[int] = None,
+        hnsw_ef_search: Optional[int] = None,
+    ) -> "Index": ...
+    @staticmethod
+    def open(path: _Path, *, candidates: int = 1000) -> "Index": ...
+    def search(
+        self,
+        queries: list[str],
+        k: int = 10,
+        *,
+        model: Optional[Model] = None,
+        mode: str = "semantic",
+        alpha: float = 0.5,
+        exact: bool = False,
+    ) -> list[list[dict[str, Any]]]:
+        """Per query, the k best items (id, text, score, semantic, lexical), best first."""
+    def __len__(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def manifest(self) -> dict[str, Any]: ...

@@ -5,11 +5,15 @@ model load per actor.
     ds = strata.ray.catalog_dataset("catalog.tsv", item_text="name+taxonomy")  # id, text
     vectors = strata.ray.embed_items(ds, "models/all-MiniLM-L6-v2", concurrency=2)
     vectors.write_parquet("s3://bucket/item-vectors/")     # id, text, embedding
+    # Mining: sharded exact search and the labeling of mined pairs on actors, then selection.
+    report = strata.ray.mine("models/all-MiniLM-L6-v2", "catalog.tsv", "train.jsonl", "mined/",
+                             labeler=my_llm_labeler, shards=8, concurrency=4)
 
 The same code runs on a multi-node cluster: ``ray.init(address="auto")`` on a node of it,
 ``concurrency`` actors spread over the nodes (each needs the model directory at the same path,
 or set ``model_path`` to shared storage), and ``ray.data.read_parquet`` of a catalog on shared
-storage instead of ``catalog_dataset``.
+storage instead of ``catalog_dataset``. Mining's label cache is a directory each labeling actor
+appends its own file to; on several nodes put it (``cache=``) on storage every node mounts.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
+from ray.data import ActorPoolStrategy
 
 import strata
 
@@ -71,8 +76,56 @@ def embed_items(
         fn_constructor_kwargs=model_options,
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=concurrency,
+        compute=ActorPoolStrategy(size=concurrency),
         num_cpus=num_cpus,
+    )
+
+
+class _PairLabeler:
+    """An actor that labels ``(query, item_id)`` rows through strata's label cache: the shared
+    directory ``cache``, to which it appends its own file (named after the actor)."""
+
+    def __init__(self, labeler: Any, catalog_path: str, cache: str, item_text: str,
+                 labeler_version: str) -> None:
+        import ray
+
+        writer = "actor-" + ray.get_runtime_context().get_actor_id()[:16]
+        self.labeler = strata.Labeler(labeler, catalog_path, cache, item_text=item_text,
+                                      labeler_version=labeler_version, writer=writer)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pairs = list(zip((str(q) for q in batch["query"]), (str(i) for i in batch["item_id"])))
+        labels = self.labeler.label(pairs)
+        batch["label"] = np.array([-1 if l is None else l for l in labels], dtype=np.int8)
+        return batch
+
+
+def label_pairs(
+    dataset,
+    labeler: Any,
+    catalog_path: str,
+    cache: str,
+    *,
+    item_text: str = "name+taxonomy",
+    labeler_version: str = "v1",
+    concurrency: int = 2,
+    batch_size: int = 256,
+):
+    """``dataset`` (columns ``query`` and ``item_id``) with a ``label`` column (0, 1, 2, or -1
+    where the labeler abstained), labeled by ``concurrency`` actors through the shared label
+    cache directory ``cache``: labels any worker has cached are not asked again, and a
+    ``strata.mine`` or ``mine_from_hits`` with ``cache=`` the same directory reuses them all.
+    ``labeler`` is a spec (``"cross-encoder=DIR"``, ...) or a picklable Python callable, as
+    ``strata.mine`` takes it."""
+    import os
+
+    os.makedirs(cache, exist_ok=True)
+    return dataset.map_batches(
+        _PairLabeler,
+        fn_constructor_args=(labeler, catalog_path, cache, item_text, labeler_version),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=concurrency),
     )
 
 
@@ -118,13 +171,17 @@ def mine(
     item_text: Optional[str] = None,
     cache: Optional[str] = None,
     labeler_version: str = "v1",
+    label_batch_size: int = 256,
 ) -> dict[str, Any]:
     """``strata mine`` with its expensive parts on Ray: ``concurrency`` actors each embed
     whole item partitions (``shards`` of them) and search them exactly for every query's top-k;
     the lists are merged per query
     (score, then corpus position: the order of strata's exact search), then the same labeling
     and selection (``strata.mine_from_hits``). With the same vectors this equals single-machine
-    ``strata mine --search exact``; the labeler runs on the driver, through the label cache."""
+    ``strata mine --search exact``. With a ``labeler`` other than the judgment lookups, the
+    unjudged retrieved pairs are labeled first by ``concurrency`` actors (``label_pairs``)
+    into the shared label cache directory ``cache`` (default ``out/labels``), so the selection
+    on the driver only reads the cache."""
     import ray
 
     model = strata.Model(model_path)
@@ -143,15 +200,31 @@ def mine(
             fn_constructor_args=(model_path, q, k),
             batch_size=None,
             batch_format="numpy",
-            concurrency=concurrency,
+            # A shard is one long task: give each actor one at a time, so they spread.
+            compute=ActorPoolStrategy(size=concurrency, max_tasks_in_flight_per_actor=1),
         )
         .take_all()
     )
     indices = np.concatenate([np.asarray(p["indices"]) for p in parts], axis=1)
     scores = np.concatenate([np.asarray(p["scores"]) for p in parts], axis=1)
     indices, scores = merge_topk(indices, scores, k)
+    scores = scores.astype(np.float32)
+    import os
+
+    cache = cache or os.path.join(out, "labels")
+    if labeler is not None and labeler not in ("unjudged-zero", "judged-only"):
+        pq, pi = strata.unjudged_pairs(catalog_path, judgments_path, indices, scores, k=k,
+                                       whole_catalog=whole_catalog)
+        if pq:
+            pairs = ray.data.from_items([{"query": q, "item_id": i} for q, i in zip(pq, pi)],
+                                        override_num_blocks=max(1, concurrency))
+            label_pairs(pairs, labeler, catalog_path, cache, item_text=text,
+                        labeler_version=labeler_version, concurrency=concurrency,
+                        batch_size=label_batch_size).materialize()
+    else:
+        os.makedirs(cache, exist_ok=True)
     return strata.mine_from_hits(
-        catalog_path, judgments_path, out, indices, scores.astype(np.float32),
+        catalog_path, judgments_path, out, indices, scores,
         labeler=labeler, k=k, whole_catalog=whole_catalog, item_text=text,
         cache=cache, labeler_version=labeler_version,
     )
