@@ -227,6 +227,22 @@ fn train<'py>(
     })
 }
 
+/// Sets the number of threads strata's CPU work uses in this process (default: one per core,
+/// or `RAYON_NUM_THREADS`). Call it before the first model is loaded or used: the thread pool
+/// is made once per process.
+#[pyfunction]
+fn set_threads(threads: usize) -> PyResult<()> {
+    anyhow_ensure(threads > 0, || "threads must be at least 1".into())?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| {
+            StrataError::new_err(format!(
+                "cannot set {threads} threads: {e} (call set_threads before any other strata call)"
+            ))
+        })
+}
+
 #[pymodule]
 fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // SAFETY: setting a mimalloc option is valid at any time.
@@ -244,5 +260,6 @@ fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mining::mine_from_hits, m)?)?;
     m.add_function(wrap_pyfunction!(mining::unjudged_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     Ok(())
 }

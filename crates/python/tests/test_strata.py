@@ -189,3 +189,19 @@ def test_labelers_share_a_cache_directory(data, tmp_path):
     assert "Python labeler by_length" in b.policy
     with pytest.raises(strata.StrataError, match="writer name"):
         strata.Labeler(by_length, cat, shared, writer="../x")
+
+
+def test_set_threads_first_then_work_and_late_calls_are_clear_errors(model):
+    import subprocess
+    import sys
+
+    # In a fresh process, set_threads before anything else works and the model runs.
+    code = (f"import strata; strata.set_threads(1); m = strata.Model({str(MODEL)!r}); "
+            "print(m.embed_queries(['drill']).shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "(1, 384)" in out.stdout, out.stderr
+    model.embed_queries(["drill"])  # this process's thread pool exists now
+    with pytest.raises(strata.StrataError, match="before any other strata call"):
+        strata.set_threads(1)
+    with pytest.raises(strata.StrataError, match="at least 1"):
+        strata.set_threads(0)

@@ -834,7 +834,7 @@ pub async fn start(
     })
 }
 
-/// Loads a model directory for serving (on `device`: cpu, cuda, cuda:N; with `limits`),
+/// Loads a model directory for serving (on `device`: cpu, cuda[:N], vulkan[:N], wgpu[:N]; with `limits`),
 /// fingerprinted.
 pub fn load_model(
     dir: &std::path::Path,

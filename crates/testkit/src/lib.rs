@@ -108,6 +108,42 @@ pub fn params_without_gradient(module: &impl Module, grads: &Gradients) -> (usiz
     (check.seen, check.missing)
 }
 
+/// Collects every float parameter's gradient as (path, values).
+struct GradCollect<'a> {
+    grads: &'a Gradients,
+    path: Vec<String>,
+    out: Vec<(String, Vec<f32>)>,
+}
+
+impl ModuleVisitor for GradCollect<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let values = param
+            .val()
+            .grad(self.grads)
+            .map(|g| g.into_data().try_to_vec::<f32>().expect("an f32 gradient"))
+            .unwrap_or_default();
+        self.out.push((self.path.join("."), values));
+    }
+}
+
+/// Every float parameter's gradient in `grads` as (path, values, empty when absent), in the
+/// module's visiting order: what two devices' backward passes are compared by.
+pub fn gradients_by_path(module: &impl Module, grads: &Gradients) -> Vec<(String, Vec<f32>)> {
+    let mut c = GradCollect {
+        grads,
+        path: vec![],
+        out: vec![],
+    };
+    module.visit(&mut c);
+    c.out
+}
+
 /// The number of ids of [`word_tokenizer_json`] over `words`.
 pub fn vocab_size(words: &[&str]) -> usize {
     4 + words.len()

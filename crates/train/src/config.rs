@@ -45,7 +45,7 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Compute threads (0: one per core).
     pub threads: usize,
-    /// Compute device: `cpu`, or `cuda`/`cuda:N` in a CUDA build.
+    /// Compute device: `cpu`; `cuda[:N]`, `vulkan[:N]` or `wgpu[:N]` in a build with that feature.
     pub device: String,
     pub data: DataConfig,
     pub model: ModelConfig,

@@ -70,7 +70,7 @@ pub struct OptimArgs {
     /// Seed of initialisation, sampling and data order.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Compute device: cpu, or cuda[:N] in a CUDA build.
+    /// Compute device: cpu; cuda[:N], vulkan[:N] or wgpu[:N] in a build with that feature.
     #[arg(long)]
     pub device: Option<String>,
 }
@@ -104,7 +104,7 @@ impl EmbeddingCacheArgs {
 /// mine), defined once.
 #[derive(Args, Clone, Debug)]
 pub struct InferenceArgs {
-    /// Compute device: cpu, cuda, cuda:N.
+    /// Compute device: cpu; cuda[:N], vulkan[:N] or wgpu[:N] in a build with that feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Most texts per forward pass.

@@ -103,7 +103,7 @@ pub struct LabelerTrainConfig {
     pub keep_checkpoints: usize,
     /// Seed of the head, the data order, the samples and dropout.
     pub seed: u64,
-    /// Compute device (`cpu`, `cuda`, `cuda:N`).
+    /// Compute device (`cpu`; `cuda[:N]`, `vulkan[:N]`, `wgpu[:N]` in a build with that feature).
     pub device: String,
     /// Pairs per inference batch and padded tokens per inference batch (dev evaluation).
     pub eval_batch: usize,

@@ -36,6 +36,7 @@ from ._strata import (
     mine,
     mine_from_hits,
     mining_corpus,
+    set_threads,
     train,
     unjudged_pairs,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "mine",
     "mine_from_hits",
     "mining_corpus",
+    "set_threads",
     "train",
     "unjudged_pairs",
     "__version__",

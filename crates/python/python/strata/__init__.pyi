@@ -169,3 +169,6 @@ class Index:
     def dim(self) -> int: ...
     @property
     def manifest(self) -> dict[str, Any]: ...
+
+def set_threads(threads: int) -> None:
+    """Threads for strata's CPU work in this process; call before any other strata call."""
