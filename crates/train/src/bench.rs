@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use crate::instances::{Instance, InstanceConfig, PerQuery, QueryGroups, build_instances};
 use anyhow::Context;
-use burn::tensor::Device;
 use serde::Serialize;
 use strata_data::{load_catalog, load_judgments};
 use strata_model::{LoadOptions, TextTokenizer, load_model};
@@ -33,8 +32,10 @@ pub struct StepBench {
     pub items_per_label: [usize; 3],
     /// Timed steps (after one warm-up step).
     pub steps: usize,
-    /// Forward chunk limits.
-    pub chunking: Chunking,
+    /// Forward chunk limits (unset: the device's, [`Chunking::for_device`]).
+    pub chunking: Option<Chunking>,
+    /// Compute device (`strata_model::parse_device`'s names).
+    pub device: String,
     /// Encode each repeated query or item once.
     pub dedup: bool,
     /// Encoder learning rate and the temperature's.
@@ -55,7 +56,8 @@ impl Default for StepBench {
             instances: 16,
             items_per_label: [1, 1, 2],
             steps: 5,
-            chunking: Chunking::default(),
+            chunking: None,
+            device: "cpu".into(),
             dedup: true,
             lr: 2e-5,
             temperature_lr: 1e-3,
@@ -65,10 +67,14 @@ impl Default for StepBench {
     }
 }
 
-/// Seconds per step of each phase, averaged over the timed steps.
+/// Seconds per step of each phase, averaged over the timed steps. On a GPU, whose work runs
+/// behind the host's, each phase ends at a value read back: the loss (forward), the gradient
+/// norm (backward and gradient collection, reported as `grads_s`) and the temperature
+/// (optimizer).
 #[derive(Clone, Debug, Serialize)]
 pub struct StepTiming {
     pub system: &'static str,
+    pub device: String,
     pub threads: usize,
     pub steps: usize,
     pub instances: usize,
@@ -80,9 +86,9 @@ pub struct StepTiming {
     pub forward_s: f64,
     /// The backward pass.
     pub backward_s: f64,
-    /// Reading the gradients out of the graph.
+    /// Reading the gradients out of the graph and clipping them.
     pub grads_s: f64,
-    /// Clipping and the AdamW update.
+    /// The AdamW update.
     pub optimizer_s: f64,
     pub step_s: f64,
     pub instances_per_s: f64,
@@ -227,7 +233,8 @@ fn dump(
 /// timing and the batch for the PyTorch script.
 pub fn bench_train_step(b: &StepBench) -> anyhow::Result<(StepTiming, BatchDump)> {
     let (instances, texts) = bench_instances(b)?;
-    let device = Device::flex().autodiff();
+    let device = strata_model::parse_device(&b.device)?.autodiff();
+    let chunking = b.chunking.unwrap_or_else(|| Chunking::for_device(&device));
     let loaded = load_model(&b.model, &LoadOptions::default(), &device)?;
     let tokenizer = TextTokenizer::from_file(
         &loaded.tokenizer_path,
@@ -251,7 +258,7 @@ pub fn bench_train_step(b: &StepBench) -> anyhow::Result<(StepTiming, BatchDump)
         .map(|i| tokenizer.ids(&i.query))
         .collect::<anyhow::Result<_>>()?;
     let plan = plan_batch(
-        &instances, &query_ids, &item_ids, &tokenizer, b.chunking, b.dedup,
+        &instances, &query_ids, &item_ids, &tokenizer, chunking, b.dedup,
     );
     let dumped = dump(&plan, &instances, &texts, b, loaded.config.max_len, tau);
     let mut opt = AdamW::new(AdamWConfig::default());
@@ -276,9 +283,11 @@ pub fn bench_train_step(b: &StepBench) -> anyhow::Result<(StepTiming, BatchDump)
         let t2 = Instant::now();
         let mut grads = GradBuffer::new();
         grads.accumulate(&module, &mut g, 1.0);
-        let t3 = Instant::now();
         grads.clip_global_norm(b.grad_clip);
+        let t3 = Instant::now();
         module = opt.step(module, &grads, &groups);
+        // Waits for the update (a GPU's work is queued in order).
+        let _ = module.loss.temperature.as_ref().map(|t| t.value());
         let t4 = Instant::now();
         losses.push(value);
         if step > 0 {
@@ -292,6 +301,7 @@ pub fn bench_train_step(b: &StepBench) -> anyhow::Result<(StepTiming, BatchDump)
     let step_s = f + bw + g + o;
     let timing = StepTiming {
         system: "strata",
+        device: b.device.clone(),
         threads: rayon::current_num_threads(),
         steps: b.steps,
         instances: instances.len(),

@@ -202,10 +202,11 @@ pub struct OptimConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk (the newest).
     pub keep_checkpoints: usize,
-    /// Most texts in one forward chunk.
-    pub chunk_texts: usize,
-    /// Most padded tokens in one forward chunk.
-    pub chunk_tokens: usize,
+    /// Most texts in one forward chunk (unset: by device, see [`Chunking::for_device`]; the
+    /// chunking changes speed and memory, not the gradients).
+    pub chunk_texts: Option<usize>,
+    /// Most padded tokens in one forward chunk (unset: by device).
+    pub chunk_tokens: Option<usize>,
 }
 
 impl Default for OptimConfig {
@@ -227,8 +228,8 @@ impl Default for OptimConfig {
             max_steps: 0,
             checkpoint_every: 500,
             keep_checkpoints: 2,
-            chunk_texts: Chunking::default().max_texts,
-            chunk_tokens: Chunking::default().max_tokens,
+            chunk_texts: None,
+            chunk_tokens: None,
         }
     }
 }
@@ -244,11 +245,12 @@ impl OptimConfig {
         }
     }
 
-    /// The forward chunk limits.
-    pub fn chunking(&self) -> Chunking {
+    /// The forward chunk limits: those set, the device's defaults for the others.
+    pub fn chunking(&self, device: &burn::tensor::Device) -> Chunking {
+        let d = Chunking::for_device(device);
         Chunking {
-            max_texts: self.chunk_texts,
-            max_tokens: self.chunk_tokens,
+            max_texts: self.chunk_texts.unwrap_or(d.max_texts),
+            max_tokens: self.chunk_tokens.unwrap_or(d.max_tokens),
         }
     }
 }
@@ -440,8 +442,8 @@ impl TrainConfig {
             }
         }
         at_least_one("train.keep_checkpoints", t.keep_checkpoints)?;
-        at_least_one("train.chunk_texts", t.chunk_texts)?;
-        at_least_one("train.chunk_tokens", t.chunk_tokens)?;
+        at_least_one("train.chunk_texts", t.chunk_texts.unwrap_or(1))?;
+        at_least_one("train.chunk_tokens", t.chunk_tokens.unwrap_or(1))?;
 
         let e = &self.eval;
         at_least_one("eval.batch_texts", e.batch_texts)?;

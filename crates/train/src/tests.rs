@@ -204,7 +204,10 @@ fn chunked_dedup_layout_matches_the_plain_one() {
     for path in g2.paths() {
         let (a, b) = (g1.get(path).unwrap(), g2.get(path).unwrap());
         let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(
             worst <= 1e-4 * scale.max(1.0),
             "{path}: gradients differ by {worst} (scale {scale})"
@@ -521,4 +524,65 @@ fn unknown_items_in_training_judgments_name_the_line() {
             && e.contains("no-such-item"),
         "{e}"
     );
+}
+
+/// Training on the GPU path (`$STRATA_TEST_DEVICE`, default `wgpu`; in CI Mesa's software
+/// Vulkan driver runs the kernels) follows the CPU's run update by update: gradients and AdamW
+/// moments stay on the device there ([`crate::optim::Placement::Auto`]), a run stopped after 3
+/// updates resumes from its checkpoint (moments saved from the device, loaded back onto it),
+/// and each of the 5 losses equals the CPU run's to 1e-3 (relative), while the loss moves by
+/// more than that over the run (a wrong update would show).
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_training_run_on_the_gpu_follows_the_cpu() {
+    let name = std::env::var("STRATA_TEST_DEVICE").unwrap_or_else(|_| "wgpu".into());
+    let device = strata_model::parse_device(&name).unwrap();
+    let probe = device.clone();
+    let works = std::panic::catch_unwind(move || {
+        burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &probe)
+            .sum()
+            .into_scalar::<f32>()
+    });
+    assert!(
+        matches!(works, Ok(v) if v == 3.0),
+        "no working {name} adapter: install a Vulkan driver (scripts/setup-vulkan.sh installs \
+         Mesa's software one) or set STRATA_TEST_DEVICE"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "cpu");
+    cfg.train.max_steps = 5;
+    cfg.train.checkpoint_every = 2;
+    cfg.eval.every = 0;
+    train_with(&cfg, &TrainOptions::default()).unwrap();
+    let mut gpu = cfg.clone();
+    gpu.out = dir.path().join("gpu");
+    gpu.device = name;
+    let stop = TrainOptions {
+        stop_after: Some(3),
+        ..Default::default()
+    };
+    assert!(train_with(&gpu, &stop).unwrap().stopped_early);
+    let resume = TrainOptions {
+        resume: true,
+        ..Default::default()
+    };
+    assert_eq!(train_with(&gpu, &resume).unwrap().resumed_from, Some(2));
+    let losses = |run: &Path| -> Vec<f64> {
+        metric_lines(run)
+            .iter()
+            .filter_map(|l| l.get("loss").and_then(|v| v.as_f64()))
+            .collect()
+    };
+    let (a, b) = (losses(&cfg.out), losses(&gpu.out));
+    // The resumed run's log keeps the records up to its checkpoint and appends the rest.
+    assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-3 * x.abs().max(1.0),
+            "update {}: loss {x} on the CPU, {y} on the GPU ({a:?} vs {b:?})",
+            i + 1
+        );
+    }
+    let moved = a.iter().fold(0f64, |m, x| m.max((x - a[0]).abs()));
+    assert!(moved > 1e-2 * a[0].abs(), "the loss hardly moved: {a:?}");
 }

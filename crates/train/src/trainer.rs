@@ -213,7 +213,7 @@ fn micro_step(
         &queries,
         items,
         tokenizer,
-        cfg.train.chunking(),
+        cfg.train.chunking(device),
         true,
     );
     let loss = batch_loss(module, &plan, device)?;

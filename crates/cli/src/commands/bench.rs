@@ -38,12 +38,15 @@ pub struct TrainBenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// Most padded tokens per forward chunk.
-    #[arg(long, default_value_t = 1024)]
-    pub chunk_tokens: usize,
-    /// Most texts per forward chunk.
-    #[arg(long, default_value_t = 256)]
-    pub chunk_texts: usize,
+    /// Most padded tokens per forward chunk (default: the device's, as `strata train`).
+    #[arg(long)]
+    pub chunk_tokens: Option<usize>,
+    /// Most texts per forward chunk (default: the device's).
+    #[arg(long)]
+    pub chunk_texts: Option<usize>,
+    /// Compute device: cpu; cuda[:N], vulkan[:N] or wgpu[:N] in a build with that feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Encode every slot separately in one padded batch per side (no deduplication, no
     /// length-sorted chunks).
     #[arg(long)]
@@ -71,9 +74,12 @@ pub struct EmbedBenchArgs {
     #[arg(long, default_value_t = 4096)]
     pub max_tokens: usize,
     /// Inference path: the CPU engine at `f32` (what every command uses) or `int8`, or the
-    /// burn tensor model (`tensor`, the path training and GPUs use).
+    /// burn tensor model (`tensor`, the path training and GPUs use; implied by a GPU device).
     #[arg(long, default_value = "f32")]
     pub precision: String,
+    /// Compute device: cpu; cuda[:N], vulkan[:N] or wgpu[:N] in a build with that feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub fn run(c: BenchCommand) -> anyhow::Result<()> {
@@ -98,7 +104,9 @@ fn embed(a: EmbedBenchArgs) -> anyhow::Result<()> {
         "{}: no titles found",
         a.titles.display()
     );
-    let e = Embedder::load(&a.model, &LoadOptions::default())?
+    let device = strata_model::parse_device(&a.device)?;
+    let gpu = !strata_model::device::is_cpu(&device);
+    let e = Embedder::load_on(&a.model, &LoadOptions::default(), &device)?
         .with_limits(BatchLimits {
             max_batch: a.batch_size,
             max_tokens: a.max_tokens,
@@ -106,15 +114,20 @@ fn embed(a: EmbedBenchArgs) -> anyhow::Result<()> {
         .with_progress(true)
         .with_precision(match a.precision.as_str() {
             "tensor" => None,
+            "f32" if gpu => None,
             p => Some(p.parse()?),
         })?;
+    let precision = e
+        .precision()
+        .map_or("tensor".to_string(), |p| p.to_string());
     e.embed(&titles[..titles.len().min(64)], Side::Item)?; // warm-up
     let t = std::time::Instant::now();
     let v = e.embed(&titles, Side::Item)?;
     let s = t.elapsed().as_secs_f64();
     let out = serde_json::json!({
         "system": "strata",
-        "precision": a.precision,
+        "device": a.device,
+        "precision": precision,
         "threads": rayon::current_num_threads(),
         "texts": titles.len(),
         "seconds": (s * 1000.0).round() / 1000.0,
@@ -142,13 +155,16 @@ fn train_step(a: TrainBenchArgs) -> anyhow::Result<()> {
         items_per_label: [l0, l1, l2],
         steps: a.steps,
         chunking: if a.plain {
-            Chunking::single()
+            Some(Chunking::single())
         } else {
-            Chunking {
-                max_texts: a.chunk_texts,
-                max_tokens: a.chunk_tokens,
-            }
+            let device = strata_model::parse_device(&a.device)?;
+            let d = Chunking::for_device(&device);
+            Some(Chunking {
+                max_texts: a.chunk_texts.unwrap_or(d.max_texts),
+                max_tokens: a.chunk_tokens.unwrap_or(d.max_tokens),
+            })
         },
+        device: a.device,
         dedup: !a.plain,
         ..Default::default()
     };

@@ -121,9 +121,13 @@ pub struct TrainArgs {
     /// Checkpoints kept.
     #[arg(long)]
     pub keep_checkpoints: Option<usize>,
-    /// Most padded tokens per forward chunk.
+    /// Most padded tokens per forward chunk (default: by device, 1,024 on the CPU, 32,768 on
+    /// a GPU).
     #[arg(long)]
     pub chunk_tokens: Option<usize>,
+    /// Most texts per forward chunk (default: by device, 256 on the CPU, 1,024 on a GPU).
+    #[arg(long)]
+    pub chunk_texts: Option<usize>,
     /// Also evaluate the starting model.
     #[arg(long)]
     pub eval_at_start: bool,
@@ -295,7 +299,12 @@ pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
     set(&mut t.max_steps, a.optim.max_steps);
     set(&mut t.checkpoint_every, a.optim.checkpoint_every);
     set(&mut t.keep_checkpoints, a.keep_checkpoints);
-    set(&mut t.chunk_tokens, a.chunk_tokens);
+    if a.chunk_tokens.is_some() {
+        t.chunk_tokens = a.chunk_tokens;
+    }
+    if a.chunk_texts.is_some() {
+        t.chunk_texts = a.chunk_texts;
+    }
 
     let e = &mut cfg.eval;
     set(&mut e.every, a.optim.eval_every);

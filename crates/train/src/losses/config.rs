@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use super::circle::{CircleConfig, multiclass_circle};
 use super::error::LossError;
 use super::infonce::{InfoNceConfig, info_nce};
-use super::scores::instance_scores;
 use super::supcon::{SupConConfig, graded_supcon};
 use super::targets::GradedTargets;
 use super::temperature::LearnableTemperature;
@@ -123,7 +122,7 @@ impl GradedLoss {
         super::error::check_dims("queries", [n, dim], [targets.n_instances(), dim])?;
         super::error::check_dims("items", items.dims(), [targets.n_items(), dim])?;
         let scores = |queries: Tensor<2>, items: Tensor<2>| {
-            instance_scores(queries, items, targets.item_index(), targets.mask())
+            super::scores::targets_scores(queries, items, targets)
         };
         match &self.config {
             LossConfig::Supcon(c) => {

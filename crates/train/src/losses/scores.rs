@@ -34,6 +34,8 @@ pub fn instance_scores(
             expected: "at least one row".to_string(),
         });
     }
+    // Reading the range back waits for the device; the losses' own batches skip it
+    // (`targets_scores`), their indices are in range by construction.
     let (lowest, highest) = (
         item_index.clone().min().into_scalar::<i64>(),
         item_index.clone().max().into_scalar::<i64>(),
@@ -45,10 +47,40 @@ pub fn instance_scores(
             expected: format!("entries in 0..{m}, found {lowest}..={highest}"),
         });
     }
+    Ok(gather_scores(query_emb, item_emb, item_index, mask))
+}
+
+/// [`instance_scores`] of a batch's [`GradedTargets`](super::GradedTargets), whose item
+/// indices are in range by construction once `item_emb` has one row per item: no value is
+/// read back from the device.
+pub(crate) fn targets_scores(
+    query_emb: Tensor<2>,
+    item_emb: Tensor<2>,
+    targets: &super::GradedTargets,
+) -> Result<Tensor<2>, LossError> {
+    let [n, dim] = query_emb.dims();
+    check_dims("query_emb", [n, dim], [targets.n_instances(), dim])?;
+    check_dims("item_emb", item_emb.dims(), [targets.n_items(), dim])?;
+    Ok(gather_scores(
+        query_emb,
+        item_emb,
+        targets.item_index(),
+        targets.mask(),
+    ))
+}
+
+fn gather_scores(
+    query_emb: Tensor<2>,
+    item_emb: Tensor<2>,
+    item_index: Tensor<2, Int>,
+    mask: Tensor<2, Bool>,
+) -> Tensor<2> {
+    let [n, dim] = query_emb.dims();
+    let [_, width] = item_index.dims();
     let gathered = item_emb
         .select(0, item_index.reshape([n * width]))
         .reshape([n, width, dim]);
     let queries = query_emb.reshape([n, 1, dim]);
     let scores = gathered.mul(queries).sum_dim(2).reshape([n, width]);
-    Ok(scores.mask_fill(mask.bool_not(), 0.0))
+    scores.mask_fill(mask.bool_not(), 0.0)
 }
