@@ -80,6 +80,54 @@ macro_rules! forward_labeler {
 
 forward_labeler!(Box<L>, std::sync::Arc<L>, &L);
 
+/// A labeler that abstains (`None`) where the labeler it wraps is unsure: a pair whose chosen
+/// label has a probability below `min` ([`ScoredLabel::confidence`]) stays unlabeled instead of
+/// being trained on with a doubtful label. Mining counts such pairs as unlabeled. Labelers
+/// without probabilities answer with certainty and are never held back.
+pub struct MinConfidence<L> {
+    inner: L,
+    min: f32,
+}
+
+impl<L: Labeler> MinConfidence<L> {
+    /// Wraps `inner`; `min` must lie in (0, 1].
+    pub fn new(inner: L, min: f32) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            min > 0.0 && min <= 1.0,
+            "min_confidence must be in (0, 1], got {min}"
+        );
+        Ok(MinConfidence { inner, min })
+    }
+
+    /// The threshold.
+    pub fn min(&self) -> f32 {
+        self.min
+    }
+}
+
+impl<L: Labeler> Labeler for MinConfidence<L> {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        Ok(self
+            .label_scored(pairs)?
+            .into_iter()
+            .map(|l| l.map(|l| l.label))
+            .collect())
+    }
+
+    fn identity(&self) -> String {
+        format!("{} min_confidence={}", self.inner.identity(), self.min)
+    }
+
+    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
+        Ok(self
+            .inner
+            .label_scored(pairs)?
+            .into_iter()
+            .map(|l| l.filter(|l| l.confidence() >= self.min))
+            .collect())
+    }
+}
+
 /// What a lookup labeler answers for a pair it has no judgment for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnknownPair {
@@ -776,5 +824,81 @@ mod spec_tests {
             e.contains("--labeler") && e.contains("llm") && e.contains("cross-encoder=DIR"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod min_confidence_tests {
+    use super::{Labeler, MinConfidence, ScoredLabel};
+
+    /// Answers fixed probabilities per item id.
+    struct Fixed;
+    impl Labeler for Fixed {
+        fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+            Ok(self
+                .label_scored(pairs)?
+                .into_iter()
+                .map(|l| l.map(|l| l.label))
+                .collect())
+        }
+        fn identity(&self) -> String {
+            "fixed".into()
+        }
+        fn label_scored(
+            &self,
+            pairs: &[(String, String)],
+        ) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
+            Ok(pairs
+                .iter()
+                .map(|(_, id)| match id.as_str() {
+                    "sure" => Some(ScoredLabel {
+                        label: 2,
+                        probs: [0.05, 0.05, 0.9],
+                    }),
+                    "unsure" => Some(ScoredLabel {
+                        label: 0,
+                        probs: [0.4, 0.35, 0.25],
+                    }),
+                    _ => None,
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn pairs_below_the_threshold_stay_unlabeled_and_the_threshold_is_part_of_the_identity() {
+        let pairs: Vec<(String, String)> = ["sure", "unsure", "abstain"]
+            .iter()
+            .map(|id| ("q".to_string(), id.to_string()))
+            .collect();
+        let strict = MinConfidence::new(Fixed, 0.5).unwrap();
+        assert_eq!(strict.label(&pairs).unwrap(), [Some(2), None, None]);
+        let scored = strict.label_scored(&pairs).unwrap();
+        assert_eq!(scored[0].unwrap().probs, [0.05, 0.05, 0.9]);
+        // At the pair's own confidence it is kept (>=).
+        let loose = MinConfidence::new(Fixed, 0.4).unwrap();
+        assert_eq!(loose.label(&pairs).unwrap(), [Some(2), Some(0), None]);
+        assert_ne!(strict.identity(), loose.identity());
+        assert!(
+            strict.identity().starts_with("fixed "),
+            "{}",
+            strict.identity()
+        );
+        // Certain labels (labelers without probabilities) always pass.
+        struct Zero;
+        impl Labeler for Zero {
+            fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+                Ok(vec![Some(0); pairs.len()])
+            }
+            fn identity(&self) -> String {
+                "zero".into()
+            }
+        }
+        let z = MinConfidence::new(Zero, 1.0).unwrap();
+        assert_eq!(z.label(&pairs).unwrap(), [Some(0); 3]);
+        for bad in [0.0, -0.1, 1.5, f32::NAN] {
+            let e = MinConfidence::new(Fixed, bad).err().unwrap().to_string();
+            assert!(e.contains("min_confidence"), "{e}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use strata_data::labeler::{JudgmentLookupLabeler, UnknownPair};
+use strata_data::labeler::{JudgmentLookupLabeler, MinConfidence, UnknownPair};
 use strata_data::marketplace::{Oracle, OracleLabeler};
 use strata_data::{Catalog, Judgment, Labeler, LabelerSpec};
 
@@ -36,6 +36,9 @@ pub struct LabelerInputs<'a> {
     pub llm: Option<LlmSetup>,
     /// A progress bar while a cross-encoder labels.
     pub progress: bool,
+    /// Pairs whose label the labeler gives a probability below this stay unlabeled
+    /// ([`MinConfidence`]); part of the label-cache version.
+    pub min_confidence: Option<f32>,
 }
 
 /// A labeler built from its spec.
@@ -61,6 +64,31 @@ pub fn build_labeler(
     inputs: LabelerInputs<'_>,
 ) -> anyhow::Result<BuiltLabeler> {
     spec.expect(what, accepted)?;
+    let min_confidence = inputs.min_confidence;
+    let built = build_spec(spec, what, inputs)?;
+    let Some(min) = min_confidence else {
+        return Ok(built);
+    };
+    let BuiltLabeler {
+        labeler,
+        version,
+        policy,
+        llm,
+    } = built;
+    let labeler = MinConfidence::new(labeler, min).with_context(|| format!("{what}: {spec}"))?;
+    Ok(BuiltLabeler {
+        labeler: Box::new(labeler),
+        version: format!("{version}-min-confidence-{min}"),
+        policy: format!("{policy}; pairs it labels with a probability below {min} stay unlabeled"),
+        llm,
+    })
+}
+
+fn build_spec(
+    spec: &LabelerSpec,
+    what: &str,
+    inputs: LabelerInputs<'_>,
+) -> anyhow::Result<BuiltLabeler> {
     let built = |labeler: Box<dyn Labeler>, version: &str, policy: String| BuiltLabeler {
         labeler,
         version: version.to_string(),
@@ -180,6 +208,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(only.labeler.label(&pairs).unwrap(), [None]);
+        // A confidence threshold keeps certain labels, changes the cache version and says so.
+        let inputs = |min| LabelerInputs {
+            min_confidence: Some(min),
+            ..Default::default()
+        };
+        let sure = build_labeler(
+            &LabelerSpec::UnjudgedZero,
+            "--labeler",
+            &["unjudged-zero"],
+            inputs(0.9),
+        )
+        .unwrap();
+        assert_eq!(sure.labeler.label(&pairs).unwrap(), [Some(0)]);
+        assert_eq!(sure.version, "v1-min-confidence-0.9");
+        assert!(sure.policy.contains("below 0.9"), "{}", sure.policy);
+        let e = build_labeler(
+            &LabelerSpec::UnjudgedZero,
+            "--labeler",
+            &["unjudged-zero"],
+            inputs(0.0),
+        )
+        .err()
+        .unwrap();
+        assert!(format!("{e:#}").contains("--labeler"), "{e:#}");
+        assert!(format!("{e:#}").contains("min_confidence"), "{e:#}");
     }
 
     #[test]

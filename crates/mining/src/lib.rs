@@ -124,6 +124,11 @@ pub struct MineConfig {
     pub recall_check_queries: usize,
     /// Pairs per labeler call.
     pub label_batch: usize,
+    /// Unjudged mined pairs that the labeler labels with a probability below this stay
+    /// unlabeled (counted in `unlabeled`) instead of being trained on. Applied by the labeler
+    /// built for mining (`strata_labeling::LabelerInputs::min_confidence`); labelers without
+    /// probabilities are certain. `None`: every label is kept.
+    pub min_confidence: Option<f32>,
 }
 
 impl Default for MineConfig {
@@ -143,6 +148,7 @@ impl Default for MineConfig {
             },
             recall_check_queries: 1000,
             label_batch: 256,
+            min_confidence: None,
         }
     }
 }
@@ -168,6 +174,12 @@ impl MineConfig {
             self.label_batch >= 1,
             "mining: `label_batch` must be positive"
         );
+        if let Some(p) = self.min_confidence {
+            anyhow::ensure!(
+                p > 0.0 && p <= 1.0,
+                "mining: `min_confidence` must be in (0, 1], got {p}"
+            );
+        }
         Ok(())
     }
 

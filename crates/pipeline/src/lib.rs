@@ -400,6 +400,7 @@ fn mining_labeler(
             catalog: Some(catalog),
             oracle: prep.oracle.clone(),
             progress: true,
+            min_confidence: cfg.mine.min_confidence,
             ..Default::default()
         },
     )

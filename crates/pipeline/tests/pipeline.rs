@@ -200,6 +200,7 @@ batch_size = 8
 max_len = 32
 [mine]
 k = 20
+min_confidence = 0.4
 [stage1.train]
 max_steps = 2
 batch_size = 4
@@ -264,11 +265,31 @@ batch_size = 4
         &std::fs::read_to_string(run_dir.join("mine/mining_report.json")).unwrap(),
     )
     .unwrap();
+    let policy = mining["labeler_policy"].as_str().unwrap();
     assert!(
-        mining["labeler_policy"]
+        policy.contains("cross-encoder labeler") && policy.contains("below 0.4 stay unlabeled"),
+        "{mining}"
+    );
+    assert!(
+        mining["labeler"]
             .as_str()
             .unwrap()
-            .contains("cross-encoder labeler"),
+            .ends_with("min_confidence=0.4"),
+        "{mining}"
+    );
+    // The labeler's report says what each confidence threshold keeps (coverage falls as the
+    // threshold rises) and how many of the mined pairs the threshold left unlabeled.
+    let rows = report["by_confidence"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{report}");
+    let coverage: Vec<f64> = rows
+        .iter()
+        .map(|r| r["coverage"].as_f64().unwrap())
+        .collect();
+    assert!(coverage.windows(2).all(|w| w[0] >= w[1]), "{coverage:?}");
+    let n = |k: &str| mining[k].as_u64().unwrap();
+    assert_eq!(
+        n("newly_labeled") + n("unlabeled"),
+        n("pairs_retrieved") - n("already_judged"),
         "{mining}"
     );
     assert!(

@@ -11,7 +11,8 @@
 //! - [`Placement`]: where gradients and moments live. On the CPU backend they are host `f32`
 //!   vectors updated by parallel fused loops (faster there than tensor operations); on a GPU
 //!   they stay tensors on the parameter's device, so a step moves no gradient, moment or
-//!   parameter through host memory (one scalar, the gradient norm, is read back).
+//!   parameter through host memory, and clipping reads nothing back ([`GradNorm`] is read when
+//!   the trainer logs it).
 //!
 //! The update per parameter `p` with gradient `g` at its step `t` (1-based):
 //!
@@ -277,14 +278,15 @@ impl GradBuffer {
         self.grads.is_empty()
     }
 
-    /// L2 norm of all gradients together (one value read back from a device).
-    pub fn global_norm(&self) -> f64 {
-        let mut host = 0f64;
-        let mut device: Option<Tensor<1>> = None;
+    /// L2 norm of all gradients together. On a device it stays a tensor until
+    /// [`GradNorm::value`] reads it.
+    pub fn norm(&self) -> GradNorm {
+        let mut host_sq = 0f64;
+        let mut device_sq: Option<Tensor<1>> = None;
         for e in self.grads.values() {
             match &e.values {
                 Values::Host(v) => {
-                    host += v
+                    host_sq += v
                         .par_chunks(CHUNK)
                         .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
                         .collect::<Vec<f64>>()
@@ -293,25 +295,51 @@ impl GradBuffer {
                 }
                 Values::Device(t) => {
                     let sq = (**t).clone().powi_scalar(2).sum();
-                    device = Some(match device {
+                    device_sq = Some(match device_sq {
                         Some(acc) => acc.add(sq),
                         None => sq,
                     });
                 }
             }
         }
-        if let Some(d) = device {
-            host += d.into_scalar::<f64>();
-        }
-        host.sqrt()
+        GradNorm { host_sq, device_sq }
+    }
+
+    /// L2 norm of all gradients together (one value read back from a device).
+    pub fn global_norm(&self) -> f64 {
+        self.norm().value()
     }
 
     /// Scales every gradient so that the global norm is at most `max_norm` (as PyTorch's
     /// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below 1). Returns the norm
-    /// before clipping.
-    pub fn clip_global_norm(&mut self, max_norm: f64) -> f64 {
-        let norm = self.global_norm();
-        let factor = max_norm / (norm + 1e-6);
+    /// before clipping. When every gradient is on a device, the factor is computed and applied
+    /// there and nothing is read back (the caller reads the norm when it logs it, after the
+    /// update is queued); otherwise the norm is read first.
+    pub fn clip_global_norm(&mut self, max_norm: f64) -> GradNorm {
+        let norm = self.norm();
+        let all_on_device = self
+            .grads
+            .values()
+            .all(|e| matches!(e.values, Values::Device(_)));
+        if let (true, Some(sq)) = (all_on_device, &norm.device_sq) {
+            // min(1, max / (norm + 1e-6)): multiplying by exactly 1 leaves the values as they
+            // are, as the host path's "factor < 1" test does.
+            let factor = sq
+                .clone()
+                .sqrt()
+                .add_scalar(1e-6)
+                .recip()
+                .mul_scalar(max_norm)
+                .clamp_max(1.0);
+            for e in self.grads.values_mut() {
+                if let Values::Device(t) = &mut e.values {
+                    **t = (**t).clone().mul(factor.clone());
+                }
+            }
+            return norm;
+        }
+        let value = norm.clone().value();
+        let factor = max_norm / (value + 1e-6);
         if factor < 1.0 {
             for e in self.grads.values_mut() {
                 e.values.scale(factor as f32);
@@ -324,6 +352,22 @@ impl GradBuffer {
     pub fn clear(&mut self) {
         self.grads.clear();
         self.micro_batches = 0;
+    }
+}
+
+/// The global gradient norm of one update, read back from a device only by
+/// [`value`](GradNorm::value).
+#[derive(Clone, Debug)]
+pub struct GradNorm {
+    host_sq: f64,
+    device_sq: Option<Tensor<1>>,
+}
+
+impl GradNorm {
+    /// The norm (waits for the device's queued work when part of it is there).
+    pub fn value(self) -> f64 {
+        let device = self.device_sq.map_or(0.0, |t| t.into_scalar::<f64>());
+        (self.host_sq + device).sqrt()
     }
 }
 
@@ -852,7 +896,7 @@ mod tests {
             .sum::<f64>()
             .sqrt();
         assert!((norm - manual).abs() < 1e-9 && norm > 0.0);
-        let before = one.clip_global_norm(norm / 4.0);
+        let before = one.clip_global_norm(norm / 4.0).value();
         assert!((before - norm).abs() < 1e-12);
         assert!((one.global_norm() - norm / 4.0).abs() < 1e-4 * norm);
         // A large bound leaves gradients alone.
@@ -920,7 +964,7 @@ mod tests {
                         let mut g = loss(&n, &device, k + part).backward();
                         buf.accumulate(&n, &mut g, 0.5);
                     }
-                    norms.push(buf.clip_global_norm(0.5));
+                    norms.push(buf.clip_global_norm(0.5).value());
                     n = opt.step(n, &buf, &groups);
                 }
                 (n, norms)

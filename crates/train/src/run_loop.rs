@@ -602,11 +602,13 @@ where
         let grad_norm = if settings.grad_clip > 0.0 {
             grads.clip_global_norm(settings.grad_clip)
         } else {
-            grads.global_norm()
+            grads.norm()
         };
         let factor = schedule.factor(step);
         let task = &s.task;
         module = optimizer.step(module, &grads, &|path: &str| task.groups(path, factor));
+        // Read after the update is queued: on a GPU the step has no read-back before here.
+        let grad_norm = grad_norm.value();
         let dt = t0.elapsed().as_secs_f64();
         session_seconds += dt;
         session_examples += out.examples;

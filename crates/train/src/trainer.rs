@@ -217,10 +217,13 @@ fn micro_step(
         true,
     );
     let loss = batch_loss(module, &plan, device)?;
-    let value = loss.clone().into_scalar::<f64>();
-    anyhow::ensure!(value.is_finite(), "the loss is {value}: training diverged");
+    // The backward pass and the accumulation are queued before the loss is read back, so a
+    // GPU runs forward and backward without waiting for the host in between. A non-finite
+    // loss stops the run (its gradients are never applied).
     let mut g = loss.backward();
     grads.accumulate(module, &mut g, scale);
+    let value = loss.into_scalar::<f64>();
+    anyhow::ensure!(value.is_finite(), "the loss is {value}: training diverged");
     Ok(value)
 }
 

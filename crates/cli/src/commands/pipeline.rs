@@ -83,6 +83,10 @@ pub struct MineArgs {
     /// or `cross-encoder=DIR` (a labeler trained by `strata labeler train`).
     #[arg(long, default_value = "unjudged-zero")]
     pub labeler: LabelerSpec,
+    /// Leave unjudged pairs unlabeled when the labeler's probability for its label is below
+    /// this (a cross-encoder's softmax; other labelers are certain).
+    #[arg(long)]
+    pub min_confidence: Option<f32>,
     /// Reuse the item embeddings of an index built by `strata index build` with the same
     /// model and item text (skips embedding the items).
     #[arg(long)]
@@ -124,6 +128,7 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         ann: a.search,
         hnsw: a.hnsw.params(MineConfig::default().hnsw),
         recall_check_queries: a.recall_check_queries,
+        min_confidence: a.min_confidence,
         ..MineConfig::default()
     };
     cfg.validate()?;
@@ -135,6 +140,7 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         strata_labeling::LabelerInputs {
             catalog: Some(&catalog),
             progress: true,
+            min_confidence: cfg.min_confidence,
             ..Default::default()
         },
     )?;
@@ -166,6 +172,7 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
     strata_data::write_judgments(a.out.join("judgments.jsonl"), &out.judgments)?;
     let mut report = serde_json::to_value(&out.report)?;
     report["labeler_policy"] = serde_json::Value::String(a.labeler.to_string());
+    report["min_confidence"] = serde_json::json!(a.min_confidence);
     std::fs::write(
         a.out.join("mining_report.json"),
         serde_json::to_string_pretty(&report)?,

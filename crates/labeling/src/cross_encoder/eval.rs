@@ -16,8 +16,8 @@ use strata_retrieval::bm25::Bm25Index;
 use super::data::{LabeledPairs, PairSource, subsample};
 use super::labeler::CrossEncoderLabeler;
 use super::metrics::{
-    ConfusionMatrix, LabelMetrics, ScoreThresholds, format_confusion, format_table, level_counts,
-    majority_level,
+    CONFIDENCE_THRESHOLDS, ConfidenceRow, ConfusionMatrix, LabelMetrics, ScoreThresholds,
+    by_confidence, format_confidence, format_confusion, format_table, level_counts, majority_level,
 };
 use super::model::NUM_LABELS;
 use super::store::argmax;
@@ -72,6 +72,9 @@ pub struct LabelerEvalReport {
     pub level_counts: [u64; NUM_LABELS],
     pub train_level_counts: [u64; NUM_LABELS],
     pub cross_encoder: LabelMetrics,
+    /// The cross-encoder at confidence thresholds ([`CONFIDENCE_THRESHOLDS`]): what
+    /// `strata mine --min-confidence` would keep and how accurate it is.
+    pub by_confidence: Vec<ConfidenceRow>,
     pub majority: MajorityReference,
     pub bm25: Bm25Reference,
     pub seconds: f64,
@@ -103,6 +106,10 @@ impl LabelerEvalReport {
         ));
         out.push_str("cross-encoder confusion matrix:\n");
         out.push_str(&format_confusion(&self.cross_encoder.confusion));
+        out.push_str(
+            "cross-encoder by confidence (pairs whose label has at least this probability):\n",
+        );
+        out.push_str(&format_confidence(&self.by_confidence));
         out
     }
 }
@@ -178,6 +185,7 @@ pub fn evaluate_labeler(cfg: &LabelerEvalConfig) -> anyhow::Result<LabelerEvalRe
         .with_progress(cfg.progress);
     let probs = labeler.text_probabilities(&data.texts(&eval_js))?;
     let cross = ConfusionMatrix::from_pairs(&truth, &argmax(&probs))?.metrics();
+    let by_confidence = by_confidence(&truth, &probs, &CONFIDENCE_THRESHOLDS)?;
 
     // Majority level of the train split.
     let level = majority_level(&train_truth)?;
@@ -221,6 +229,7 @@ pub fn evaluate_labeler(cfg: &LabelerEvalConfig) -> anyhow::Result<LabelerEvalRe
         level_counts: level_counts(&truth),
         train_level_counts: level_counts(&train_truth),
         cross_encoder: cross,
+        by_confidence,
         majority,
         bm25,
         seconds: t.elapsed().as_secs_f64(),

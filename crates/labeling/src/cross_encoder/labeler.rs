@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::Device;
+use strata_data::labeler::ScoredLabel;
 use strata_data::{Catalog, Labeler};
 use strata_model::{BatchLimits, TextTokenizer};
 
@@ -144,6 +145,16 @@ impl Labeler for CrossEncoderLabeler {
     fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
         let probs = self.probabilities(pairs)?;
         Ok(argmax(&probs).into_iter().map(Some).collect())
+    }
+
+    /// The softmax over the three levels, with the most probable level as the label.
+    fn label_scored(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
+        let probs = self.probabilities(pairs)?;
+        Ok(argmax(&probs)
+            .into_iter()
+            .zip(probs)
+            .map(|(label, probs)| Some(ScoredLabel { label, probs }))
+            .collect())
     }
 
     fn identity(&self) -> String {

@@ -246,6 +246,76 @@ pub fn format_table(rows: &[(&str, &LabelMetrics)]) -> String {
     out
 }
 
+/// The thresholds of a labeler evaluation's confidence table.
+pub const CONFIDENCE_THRESHOLDS: [f64; 6] = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
+
+/// What a confidence threshold keeps of a labeler's answers and how good they are: the
+/// metrics over the pairs whose most probable level has at least `min_confidence`
+/// (`strata mine --min-confidence` leaves the others unlabeled).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceRow {
+    pub min_confidence: f64,
+    /// Share of the pairs kept.
+    pub coverage: f64,
+    pub metrics: LabelMetrics,
+}
+
+/// One [`ConfidenceRow`] per threshold, from the true levels and the per-class probabilities
+/// (the prediction is the most probable level, as the labeler answers).
+pub fn by_confidence(
+    truth: &[u8],
+    probs: &[[f32; NUM_LABELS]],
+    thresholds: &[f64],
+) -> anyhow::Result<Vec<ConfidenceRow>> {
+    anyhow::ensure!(
+        truth.len() == probs.len(),
+        "{} true levels but {} probability rows",
+        truth.len(),
+        probs.len()
+    );
+    let predicted = super::store::argmax(probs);
+    thresholds
+        .iter()
+        .map(|&min| {
+            let (t, p): (Vec<u8>, Vec<u8>) = truth
+                .iter()
+                .zip(&predicted)
+                .zip(probs)
+                .filter(|((_, p), pr)| pr[**p as usize] >= min as f32)
+                .map(|((&t, &p), _)| (t, p))
+                .unzip();
+            Ok(ConfidenceRow {
+                min_confidence: min,
+                coverage: ratio(t.len() as u64, truth.len() as u64),
+                metrics: ConfusionMatrix::from_pairs(&t, &p)?.metrics(),
+            })
+        })
+        .collect()
+}
+
+/// Prints a confidence table: one row per threshold.
+pub fn format_confidence(rows: &[ConfidenceRow]) -> String {
+    let mut out = format!(
+        "{:>14} {:>8} {:>8} {:>8} {:>9} {:>7} {:>7} {:>7}\n",
+        "min confidence", "kept", "coverage", "acc", "within-1", "P0", "P1", "P2"
+    );
+    for r in rows {
+        let m = &r.metrics;
+        out.push_str(&format!(
+            "{:>14} {:>8} {:>8.4} {:>8.4} {:>9.4} {:>7.3} {:>7.3} {:>7.3}\n",
+            r.min_confidence,
+            m.pairs,
+            r.coverage,
+            m.accuracy,
+            m.within_1_accuracy,
+            m.per_class[0].precision,
+            m.per_class[1].precision,
+            m.per_class[2].precision
+        ));
+    }
+    out
+}
+
 /// Prints a confusion matrix (rows: truth, columns: prediction).
 pub fn format_confusion(m: &ConfusionMatrix) -> String {
     let mut out = String::from("truth\\pred        0        1        2\n");
@@ -261,6 +331,32 @@ pub fn format_confusion(m: &ConfusionMatrix) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confidence_rows_keep_the_sure_pairs() {
+        // Predictions 0 (0.9), 2 (0.6), 1 (0.5), 2 (0.95); truths 0, 1, 1, 2.
+        let probs = [
+            [0.9, 0.05, 0.05],
+            [0.1, 0.3, 0.6],
+            [0.3, 0.5, 0.2],
+            [0.0, 0.05, 0.95],
+        ];
+        let truth = [0u8, 1, 1, 2];
+        let rows = by_confidence(&truth, &probs, &[0.5, 0.6, 0.9, 0.99]).unwrap();
+        let kept: Vec<u64> = rows.iter().map(|r| r.metrics.pairs).collect();
+        assert_eq!(kept, [4, 3, 2, 0]);
+        assert!((rows[0].coverage - 1.0).abs() < 1e-12);
+        assert!((rows[0].metrics.accuracy - 0.75).abs() < 1e-12);
+        // At 0.6 the pair predicted 1 is dropped: two right of three.
+        assert!((rows[1].metrics.accuracy - 2.0 / 3.0).abs() < 1e-12);
+        assert!((rows[1].metrics.per_class[2].precision - 0.5).abs() < 1e-12);
+        assert!((rows[2].metrics.accuracy - 1.0).abs() < 1e-12);
+        assert!((rows[2].coverage - 0.5).abs() < 1e-12);
+        assert_eq!(rows[3].coverage, 0.0);
+        let table = format_confidence(&rows);
+        assert_eq!(table.lines().count(), 5, "{table}");
+        assert!(by_confidence(&truth, &probs[..3], &[0.5]).is_err());
+    }
 
     #[test]
     fn hand_computed_confusion_matrix() {
