@@ -90,12 +90,14 @@ impl LabelerArg {
         })
     }
 
-    /// The labeler, its cache version and its policy sentence.
+    /// The labeler, its cache version and its policy sentence. `min_confidence` applies to
+    /// labelers with probabilities (a cross-encoder); a Python callable's labels are certain.
     fn build(
         self,
         catalog: &strata_data::Catalog,
         text: &ItemTextConfig,
         version: &str,
+        min_confidence: Option<f32>,
     ) -> anyhow::Result<(Box<dyn strata_data::Labeler>, String, String)> {
         Ok(match self {
             LabelerArg::Spec(spec) => {
@@ -105,6 +107,7 @@ impl LabelerArg {
                     &["unjudged-zero", "judged-only", "cross-encoder"],
                     strata_labeling::LabelerInputs {
                         catalog: Some(catalog),
+                        min_confidence,
                         ..Default::default()
                     },
                 )?;
@@ -158,7 +161,12 @@ impl MiningRun {
         let catalog = strata_data::load_catalog(&self.catalog_path)?;
         let train = strata_data::load_judgments(&self.judgments_path)?;
         self.cfg.validate()?;
-        let (inner, version, policy) = labeler.build(&catalog, text, &self.labeler_version)?;
+        let (inner, version, policy) = labeler.build(
+            &catalog,
+            text,
+            &self.labeler_version,
+            self.cfg.min_confidence,
+        )?;
         std::fs::create_dir_all(&self.out)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.out.display()))?;
         let cache = self
@@ -179,8 +187,13 @@ impl MiningRun {
     }
 }
 
-fn mine_config(k: usize, whole_catalog: bool, search: &str) -> PyResult<strata_mining::MineConfig> {
-    Ok(strata_mining::MineConfig {
+fn mine_config(
+    k: usize,
+    whole_catalog: bool,
+    search: &str,
+    min_confidence: Option<f32>,
+) -> PyResult<strata_mining::MineConfig> {
+    let cfg = strata_mining::MineConfig {
         k,
         corpus: if whole_catalog {
             strata_mining::Corpus::Catalog
@@ -188,8 +201,11 @@ fn mine_config(k: usize, whole_catalog: bool, search: &str) -> PyResult<strata_m
             strata_mining::Corpus::TrainingItems
         },
         ann: search.parse().map_err(StrataError::new_err)?,
+        min_confidence,
         ..strata_mining::MineConfig::default()
-    })
+    };
+    cfg.validate().map_err(to_py)?;
+    Ok(cfg)
 }
 
 /// Top-k lists from numpy: `indices[q]` corpus positions with their `scores`.
@@ -235,7 +251,7 @@ fn hits_from_arrays(
 /// cached in `cache` (default `out/labels.jsonl`; a directory is a cache shared with other
 /// workers, see `Labeler`) under `labeler_version`.
 #[pyfunction]
-#[pyo3(signature = (model, catalog_path, judgments_path, out, *, labeler = None, k = 150, whole_catalog = false, search = "auto", item_text = None, cache = None, labeler_version = "v1"))]
+#[pyo3(signature = (model, catalog_path, judgments_path, out, *, labeler = None, k = 150, whole_catalog = false, search = "auto", item_text = None, cache = None, labeler_version = "v1", min_confidence = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn mine<'py>(
     py: Python<'py>,
@@ -250,6 +266,7 @@ pub(crate) fn mine<'py>(
     item_text: Option<&str>,
     cache: Option<PathBuf>,
     labeler_version: &str,
+    min_confidence: Option<f32>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let text = strata_model::item_text_for(Some(&model.path), parse_item_text(item_text)?)
         .map_err(to_py)?;
@@ -260,7 +277,7 @@ pub(crate) fn mine<'py>(
         out,
         cache,
         labeler_version: labeler_version.to_string(),
-        cfg: mine_config(k, whole_catalog, search)?,
+        cfg: mine_config(k, whole_catalog, search, min_confidence)?,
     };
     let embedder = &model.embedder;
     detached_json(py, || {
@@ -280,7 +297,7 @@ pub(crate) fn mining_corpus(
     judgments_path: PathBuf,
     whole_catalog: bool,
 ) -> PyResult<(Vec<String>, Vec<String>)> {
-    let cfg = mine_config(2, whole_catalog, "exact")?;
+    let cfg = mine_config(2, whole_catalog, "exact", None)?;
     py.detach(|| -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let catalog = strata_data::load_catalog(&catalog_path)?;
         let train = strata_data::load_judgments(&judgments_path)?;
@@ -301,7 +318,7 @@ pub(crate) fn mining_corpus(
 /// the `q`-th query of `mining_corpus(...)[0]`, with their `scores`. Writes and returns what
 /// `mine` does.
 #[pyfunction]
-#[pyo3(signature = (catalog_path, judgments_path, out, indices, scores, *, labeler = None, k = 150, whole_catalog = false, item_text = "name+taxonomy", cache = None, labeler_version = "v1"))]
+#[pyo3(signature = (catalog_path, judgments_path, out, indices, scores, *, labeler = None, k = 150, whole_catalog = false, item_text = "name+taxonomy", cache = None, labeler_version = "v1", min_confidence = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn mine_from_hits<'py>(
     py: Python<'py>,
@@ -316,6 +333,7 @@ pub(crate) fn mine_from_hits<'py>(
     item_text: &str,
     cache: Option<PathBuf>,
     labeler_version: &str,
+    min_confidence: Option<f32>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let hits = hits_from_arrays(&indices, &scores)?;
     let text: ItemTextConfig = item_text.parse().map_err(StrataError::new_err)?;
@@ -326,7 +344,7 @@ pub(crate) fn mine_from_hits<'py>(
         out,
         cache,
         labeler_version: labeler_version.to_string(),
-        cfg: mine_config(k, whole_catalog, "exact")?,
+        cfg: mine_config(k, whole_catalog, "exact", min_confidence)?,
     };
     detached_json(py, || {
         run.run(labeler, &text, |catalog, train, labeler| {
@@ -354,7 +372,7 @@ pub(crate) fn unjudged_pairs<'py>(
     whole_catalog: bool,
 ) -> PyResult<(Vec<String>, Vec<String>)> {
     let hits = hits_from_arrays(&indices, &scores)?;
-    let cfg = mine_config(k, whole_catalog, "exact")?;
+    let cfg = mine_config(k, whole_catalog, "exact", None)?;
     py.detach(|| -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let catalog = strata_data::load_catalog(&catalog_path)?;
         let train = strata_data::load_judgments(&judgments_path)?;
@@ -397,7 +415,7 @@ impl Labeler {
         let version = labeler_version.to_string();
         py.detach(|| -> anyhow::Result<Self> {
             let catalog = strata_data::load_catalog(&catalog_path)?;
-            let (inner, version, policy) = arg.build(&catalog, &text, &version)?;
+            let (inner, version, policy) = arg.build(&catalog, &text, &version, None)?;
             let inner = match writer {
                 Some(w) => CachedLabeler::open_shared(inner, &cache, w, &version)?,
                 None => CachedLabeler::open(inner, &cache, &version)?,

@@ -124,6 +124,13 @@ def test_mine_equals_the_cli_and_takes_a_python_labeler(model, data, tmp_path):
         strata.mine(model, cat, js, tmp_path / "py4", k=6, labeler=broken)
     with pytest.raises(strata.StrataError, match="labeler llm is not accepted"):
         strata.mine(model, cat, js, tmp_path / "py5", k=6, labeler="llm")
+    # A confidence threshold: certain labels (unjudged = 0) pass it and give the CLI's
+    # judgments; the threshold is named in the labeler; an invalid one is refused.
+    report = strata.mine(model, cat, js, tmp_path / "py6", k=6, min_confidence=0.9)
+    assert read_judgments(tmp_path / "py6") == read_judgments(tmp_path / "cli")
+    assert "min_confidence=0.9" in report["labeler"], report["labeler"]
+    with pytest.raises(strata.StrataError, match="min_confidence"):
+        strata.mine(model, cat, js, tmp_path / "py7", k=6, min_confidence=1.5)
 
 
 def test_train_returns_a_model_the_package_loads(data, tmp_path):

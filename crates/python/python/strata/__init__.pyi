@@ -67,10 +67,13 @@ def mine(
     item_text: Optional[str] = None,
     cache: Optional[_Path] = None,
     labeler_version: str = "v1",
+    min_confidence: Optional[float] = None,
 ) -> dict[str, Any]:
     """`strata mine`: writes judgments.jsonl and mining_report.json into `out`, returns the report.
     `labeler`: "unjudged-zero", "judged-only", "cross-encoder=DIR", or a callable taking
-    (query, item id, item text) tuples and returning a label (0, 1, 2) or None per pair."""
+    (query, item id, item text) tuples and returning a label (0, 1, 2) or None per pair.
+    `min_confidence`: `strata mine --min-confidence` (pairs a cross-encoder labels with a lower
+    probability stay unlabeled)."""
 
 def train(config_path: _Path, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """`strata train --config`: the run's summary (summary.json); `model_dir` is the model."""
@@ -98,6 +101,7 @@ def mine_from_hits(
     item_text: str = "name+taxonomy",
     cache: Optional[_Path] = None,
     labeler_version: str = "v1",
+    min_confidence: Optional[float] = None,
 ) -> dict[str, Any]:
     """Labels and selects mined pairs from top-k lists found elsewhere; writes what `mine` writes."""
 
