@@ -390,7 +390,9 @@ pub(crate) fn unjudged_pairs<'py>(
 /// workers (each appends to its own `<writer>.jsonl` in it and reads everyone's): workers of a
 /// Ray or Spark job label disjoint slices of the pairs, and a later `mine` / `mine_from_hits`
 /// with the same directory finds every label there. `writer` names this worker's file (default
-/// `<host>-<pid>`).
+/// `<host>-<pid>`). `min_confidence` is `mine`'s: pairs a cross-encoder labels with a lower
+/// probability stay unlabeled (`None`), and the threshold is part of the cache version, so a
+/// `mine` with the same threshold and cache finds these answers.
 #[pyclass(module = "strata._strata", frozen)]
 pub(crate) struct Labeler {
     inner: CachedLabeler<Box<dyn strata_data::Labeler>>,
@@ -400,7 +402,8 @@ pub(crate) struct Labeler {
 #[pymethods]
 impl Labeler {
     #[new]
-    #[pyo3(signature = (labeler, catalog_path, cache, *, item_text = "name+taxonomy", labeler_version = "v1", writer = None))]
+    #[pyo3(signature = (labeler, catalog_path, cache, *, item_text = "name+taxonomy", labeler_version = "v1", writer = None, min_confidence = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         labeler: Bound<'_, PyAny>,
@@ -409,13 +412,14 @@ impl Labeler {
         item_text: &str,
         labeler_version: &str,
         writer: Option<&str>,
+        min_confidence: Option<f32>,
     ) -> PyResult<Self> {
         let text: ItemTextConfig = item_text.parse().map_err(StrataError::new_err)?;
         let arg = LabelerArg::parse(Some(labeler))?;
         let version = labeler_version.to_string();
         py.detach(|| -> anyhow::Result<Self> {
             let catalog = strata_data::load_catalog(&catalog_path)?;
-            let (inner, version, policy) = arg.build(&catalog, &text, &version, None)?;
+            let (inner, version, policy) = arg.build(&catalog, &text, &version, min_confidence)?;
             let inner = match writer {
                 Some(w) => CachedLabeler::open_shared(inner, &cache, w, &version)?,
                 None => CachedLabeler::open(inner, &cache, &version)?,

@@ -58,3 +58,23 @@ def data(tmp_path_factory):
     lines = ["query\titem_id\tlabel"] + [f"{q}\ti{k}\t{l}" for q, k, l in judged]
     (d / "judgments.tsv").write_text("\n".join(lines) + "\n")
     return d
+
+
+@pytest.fixture(scope="session")
+def marketplace(tmp_path_factory):
+    """A small synthetic marketplace (`strata data synth`): 400 items, 120 queries, split
+    train/dev/test; the tests mine train.tsv over the whole catalog."""
+    d = tmp_path_factory.mktemp("marketplace")
+    cli("data", "synth", "--items", "400", "--queries", "120", "--seed", "7", "--out", d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def cross_encoder(data, tmp_path_factory):
+    """A cross-encoder labeler trained for two updates on the tiny judgments: its labels are
+    poor, but it answers with probabilities, which is what a confidence threshold acts on."""
+    d = tmp_path_factory.mktemp("labeler") / "run"
+    cli("--threads", "2", "labeler", "train", "--catalog", data / "catalog.tsv",
+        "--judgments", data / "judgments.tsv", "--init", MODEL, "--max-steps", "2",
+        "--batch-size", "4", "--quiet", "--out", d)
+    return d / "model"

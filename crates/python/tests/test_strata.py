@@ -3,7 +3,11 @@
 strata's messages."""
 
 import json
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +216,44 @@ def test_set_threads_first_then_work_and_late_calls_are_clear_errors(model):
         strata.set_threads(1)
     with pytest.raises(strata.StrataError, match="at least 1"):
         strata.set_threads(0)
+
+
+def test_labeler_confidence_threshold_only_removes_labels(data, cross_encoder, tmp_path):
+    cat = data / "catalog.tsv"
+    spec = f"cross-encoder={cross_encoder}"
+    pairs = [(q, f"i{k}") for q in QUERIES for k in range(len(TITLES))]
+    sure = strata.Labeler(spec, cat, tmp_path / "none.jsonl").label(pairs)
+    assert all(label in (0, 1, 2) for label in sure)
+    # A threshold keeps a label or abstains; it never changes one. Any threshold <= 1/3 keeps
+    # all (the most probable of three classes has probability >= 1/3); 1.0 keeps none here.
+    for p, kept in ((0.3, len(pairs)), (1.0, 0)):
+        got = strata.Labeler(spec, cat, tmp_path / f"p{p}.jsonl", min_confidence=p).label(pairs)
+        assert all(g is None or g == s for g, s in zip(got, sure))
+        assert sum(g is not None for g in got) == kept, p
+    middle = strata.Labeler(spec, cat, tmp_path / "p.jsonl", min_confidence=0.5)
+    assert "probability below 0.5" in middle.policy
+    got = middle.label(pairs)
+    assert all(g is None or g == s for g, s in zip(got, sure))
+    # The threshold is part of the cache version: a labeler without it does not read these
+    # answers as its own.
+    again = strata.Labeler(spec, cat, tmp_path / "p.jsonl")
+    assert again.label(pairs) == sure and again.hits == 0
+    with pytest.raises(strata.StrataError, match="min_confidence"):
+        strata.Labeler(spec, cat, tmp_path / "bad.jsonl", min_confidence=0.0)
+
+
+def test_the_readme_python_example_runs(data, tmp_path):
+    """The README's Python example, as written, on the tiny catalog: a fresh clone's reader
+    copies it and it works."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("\n## Python\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    for name in ("catalog.tsv", "judgments.tsv"):
+        shutil.copy(data / name, tmp_path / name)
+    (tmp_path / "models").symlink_to(MODEL.parent)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    # It prints the top ten ids, NDCG@10, the average margin and the index's best hit.
+    assert out.stdout.startswith("['i0'"), out.stdout
+    assert (tmp_path / "items.idx" / "manifest.json").is_file()

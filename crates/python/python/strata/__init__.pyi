@@ -118,7 +118,8 @@ def unjudged_pairs(
 
 class Labeler:
     """strata's relabeler behind its label cache; `cache` is a file, or a directory shared by
-    many workers (each appends to its own `<writer>.jsonl` there and reads everyone's)."""
+    many workers (each appends to its own `<writer>.jsonl` there and reads everyone's).
+    `min_confidence`: as `mine` takes it (a cross-encoder's less probable labels are None)."""
 
     def __init__(
         self,
@@ -129,6 +130,7 @@ class Labeler:
         item_text: str = "name+taxonomy",
         labeler_version: str = "v1",
         writer: Optional[str] = None,
+        min_confidence: Optional[float] = None,
     ) -> None: ...
     def label(self, pairs: list[tuple[str, str]]) -> list[Optional[int]]:
         """One label (0, 1, 2) or None per (query, item id) pair, from the cache where known."""

@@ -86,12 +86,13 @@ class _PairLabeler:
     directory ``cache``, to which it appends its own file (named after the actor)."""
 
     def __init__(self, labeler: Any, catalog_path: str, cache: str, item_text: str,
-                 labeler_version: str) -> None:
+                 labeler_version: str, min_confidence: Optional[float]) -> None:
         import ray
 
         writer = "actor-" + ray.get_runtime_context().get_actor_id()[:16]
         self.labeler = strata.Labeler(labeler, catalog_path, cache, item_text=item_text,
-                                      labeler_version=labeler_version, writer=writer)
+                                      labeler_version=labeler_version, writer=writer,
+                                      min_confidence=min_confidence)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pairs = list(zip((str(q) for q in batch["query"]), (str(i) for i in batch["item_id"])))
@@ -108,6 +109,7 @@ def label_pairs(
     *,
     item_text: str = "name+taxonomy",
     labeler_version: str = "v1",
+    min_confidence: Optional[float] = None,
     concurrency: int = 2,
     batch_size: int = 256,
 ):
@@ -115,14 +117,15 @@ def label_pairs(
     where the labeler abstained), labeled by ``concurrency`` actors through the shared label
     cache directory ``cache``: labels any worker has cached are not asked again, and a
     ``strata.mine`` or ``mine_from_hits`` with ``cache=`` the same directory reuses them all.
-    ``labeler`` is a spec (``"cross-encoder=DIR"``, ...) or a picklable Python callable, as
-    ``strata.mine`` takes it."""
+    ``labeler`` is a spec (``"cross-encoder=DIR"``, ...) or a picklable Python callable, and
+    ``min_confidence`` a threshold, as ``strata.mine`` takes them."""
     import os
 
     os.makedirs(cache, exist_ok=True)
     return dataset.map_batches(
         _PairLabeler,
-        fn_constructor_args=(labeler, catalog_path, cache, item_text, labeler_version),
+        fn_constructor_args=(labeler, catalog_path, cache, item_text, labeler_version,
+                             min_confidence),
         batch_size=batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=concurrency),
@@ -171,6 +174,7 @@ def mine(
     item_text: Optional[str] = None,
     cache: Optional[str] = None,
     labeler_version: str = "v1",
+    min_confidence: Optional[float] = None,
     label_batch_size: int = 256,
 ) -> dict[str, Any]:
     """``strata mine`` with its expensive parts on Ray: ``concurrency`` actors each embed
@@ -181,7 +185,9 @@ def mine(
     ``strata mine --search exact``. With a ``labeler`` other than the judgment lookups, the
     unjudged retrieved pairs are labeled first by ``concurrency`` actors (``label_pairs``)
     into the shared label cache directory ``cache`` (default ``out/labels``), so the selection
-    on the driver only reads the cache."""
+    on the driver only reads the cache. ``min_confidence`` is ``strata.mine``'s (pairs a
+    cross-encoder labels with a lower probability stay unlabeled); the cache keeps definite
+    labels only, so the driver asks the labeler again about the pairs held back."""
     import ray
 
     model = strata.Model(model_path)
@@ -219,12 +225,12 @@ def mine(
             pairs = ray.data.from_items([{"query": q, "item_id": i} for q, i in zip(pq, pi)],
                                         override_num_blocks=max(1, concurrency))
             label_pairs(pairs, labeler, catalog_path, cache, item_text=text,
-                        labeler_version=labeler_version, concurrency=concurrency,
-                        batch_size=label_batch_size).materialize()
+                        labeler_version=labeler_version, min_confidence=min_confidence,
+                        concurrency=concurrency, batch_size=label_batch_size).materialize()
     else:
         os.makedirs(cache, exist_ok=True)
     return strata.mine_from_hits(
         catalog_path, judgments_path, out, indices, scores,
         labeler=labeler, k=k, whole_catalog=whole_catalog, item_text=text,
-        cache=cache, labeler_version=labeler_version,
+        cache=cache, labeler_version=labeler_version, min_confidence=min_confidence,
     )
