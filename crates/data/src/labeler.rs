@@ -56,6 +56,13 @@ pub trait Labeler: Send + Sync {
             .map(|l| l.map(ScoredLabel::certain))
             .collect())
     }
+    /// Whether an abstention (`None`) is this labeler's answer for the pair, given again every
+    /// time it is asked (a deterministic model under a confidence threshold), so a label cache
+    /// may keep it. The default, `false`, suits labelers whose abstentions are failures to
+    /// answer (an LLM that gave no usable label): a cache asks them again next time.
+    fn abstentions_are_final(&self) -> bool {
+        false
+    }
 }
 
 /// Boxes, `Arc`s and references of a labeler label as the labeler does.
@@ -73,6 +80,9 @@ macro_rules! forward_labeler {
                 pairs: &[(String, String)],
             ) -> anyhow::Result<Vec<Option<ScoredLabel>>> {
                 (**self).label_scored(pairs)
+            }
+            fn abstentions_are_final(&self) -> bool {
+                (**self).abstentions_are_final()
             }
         }
     )*};
@@ -125,6 +135,11 @@ impl<L: Labeler> Labeler for MinConfidence<L> {
             .into_iter()
             .map(|l| l.filter(|l| l.confidence() >= self.min))
             .collect())
+    }
+
+    /// Held back below the threshold is final when the wrapped labeler's own abstentions are.
+    fn abstentions_are_final(&self) -> bool {
+        self.inner.abstentions_are_final()
     }
 }
 
@@ -224,19 +239,23 @@ struct CacheLine {
     guideline: String,
     query: String,
     item_id: String,
-    label: u8,
+    /// `None` (`null`): a final abstention. The field must be present.
+    #[serde(deserialize_with = "Option::deserialize")]
+    label: Option<u8>,
 }
 
 /// The in-memory side of a [`CachedLabeler`]: known labels and pairs being labeled now.
 #[derive(Default)]
 struct CacheState {
-    labels: HashMap<(String, String), u8>,
+    /// Cached answers: labels, and final abstentions (`None`).
+    labels: HashMap<(String, String), Option<u8>>,
     in_flight: HashSet<(String, String)>,
 }
 
 /// A labeler with a persistent cache: an append-only JSONL file keyed by labeler identity,
-/// guideline version, query and item id, loaded when opened. Only definite labels are cached
-/// (an abstention is asked again next time).
+/// guideline version, query and item id, loaded when opened. Definite labels are cached, and
+/// abstentions too when they are final ([`Labeler::abstentions_are_final`]: a line with
+/// `"label": null`); any other abstention is asked again next time.
 ///
 /// Pairs missing from the cache go to the inner labeler in chunks of
 /// [`chunk_size`](Self::with_chunk_size) pairs, and each chunk's labels are written and flushed
@@ -353,7 +372,7 @@ impl<L: Labeler> CachedLabeler<L> {
         identity: String,
         guideline_version: &str,
         path: PathBuf,
-        labels: HashMap<(String, String), u8>,
+        labels: HashMap<(String, String), Option<u8>>,
         file: BufWriter<File>,
     ) -> Self {
         CachedLabeler {
@@ -390,7 +409,8 @@ impl<L: Labeler> CachedLabeler<L> {
         self.misses.load(Ordering::Relaxed)
     }
 
-    /// Cached labels usable by this labeler and guideline version.
+    /// Cached answers usable by this labeler and guideline version (final abstentions
+    /// included).
     pub fn cached(&self) -> usize {
         self.lock_state().labels.len()
     }
@@ -434,10 +454,11 @@ impl<L: Labeler> CachedLabeler<L> {
                 anyhow::bail!("labeler {} returned label {bad}", self.identity);
             }
             {
+                let keep_abstentions = self.inner.abstentions_are_final();
                 let mut state = self.lock_state();
                 let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-                for (p, l) in chunk.iter().zip(&labels) {
-                    if let Some(l) = *l {
+                for (p, &l) in chunk.iter().zip(&labels) {
+                    if l.is_some() || keep_abstentions {
                         let line = CacheLine {
                             labeler: self.identity.clone(),
                             guideline: self.guideline.clone(),
@@ -478,7 +499,7 @@ impl<L: Labeler> Labeler for CachedLabeler<L> {
                 for &i in &pending {
                     let p = &pairs[i];
                     if let Some(&l) = state.labels.get(p) {
-                        out[i] = Some(l);
+                        out[i] = l;
                         self.hits.fetch_add(1, Ordering::Relaxed);
                     } else if state.in_flight.contains(p) && !seen.contains(p) {
                         if waited.contains(p) {
@@ -566,7 +587,7 @@ fn read_cache_file(
     path: &Path,
     identity: &str,
     guideline: &str,
-    labels: &mut HashMap<(String, String), u8>,
+    labels: &mut HashMap<(String, String), Option<u8>>,
     own: bool,
 ) -> anyhow::Result<FileEnd> {
     let mut end = FileEnd {
@@ -600,12 +621,13 @@ fn read_cache_file(
         }
         match serde_json::from_str::<CacheLine>(text.trim()) {
             Ok(c) => {
-                anyhow::ensure!(
-                    c.label <= MAX_LABEL,
-                    "{}:{line}: field `label`: unknown label {} (expected 0, 1 or 2)",
-                    path.display(),
-                    c.label
-                );
+                if let Some(l) = c.label {
+                    anyhow::ensure!(
+                        l <= MAX_LABEL,
+                        "{}:{line}: field `label`: unknown label {l} (expected 0, 1 or 2)",
+                        path.display(),
+                    );
+                }
                 if c.labeler == identity && c.guideline == guideline {
                     labels.insert((c.query, c.item_id), c.label);
                 }
@@ -633,7 +655,7 @@ fn open_own_file(
     path: &Path,
     identity: &str,
     guideline: &str,
-    labels: &mut HashMap<(String, String), u8>,
+    labels: &mut HashMap<(String, String), Option<u8>>,
 ) -> anyhow::Result<BufWriter<File>> {
     let end = read_cache_file(path, identity, guideline, labels, true)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

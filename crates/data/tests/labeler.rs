@@ -116,6 +116,54 @@ fn cache_persists_across_runs_and_counts_hits() {
     );
 }
 
+/// `Counting`, whose abstentions are answers (a deterministic model under a threshold).
+struct Final(Counting);
+
+impl Labeler for Final {
+    fn label(&self, pairs: &[(String, String)]) -> anyhow::Result<Vec<Option<u8>>> {
+        self.0.label(pairs)
+    }
+    fn identity(&self) -> String {
+        self.0.identity()
+    }
+    fn abstentions_are_final(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn final_abstentions_are_cached_and_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("labels");
+    let batch = pairs(&[("ab", "1"), ("abstain", "3")]);
+    let a = CachedLabeler::open_shared(Final(counting()), &shared, "a", "g").unwrap();
+    assert_eq!(a.label(&batch).unwrap(), [Some(2), None]);
+    assert_eq!(a.cached(), 2);
+    let own = std::fs::read_to_string(shared.join("a.jsonl")).unwrap();
+    assert!(
+        own.lines().nth(1).unwrap().contains("\"label\":null"),
+        "{own}"
+    );
+    drop(a);
+    // Another writer (a Ray actor, the driver) reads both answers and asks nothing.
+    let b = CachedLabeler::open_shared(Final(counting()), &shared, "b", "g").unwrap();
+    assert_eq!(b.label(&batch).unwrap(), [Some(2), None]);
+    assert_eq!((b.hits(), b.misses()), (2, 0));
+    assert!(b.inner().0.asked.lock().unwrap().is_empty());
+    // A line without a label field is an error, not an abstention.
+    let bad = shared.join("z.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"labeler\":\"counting-v1\",\"guideline\":\"g\",\"query\":\"q\",\"item_id\":\"1\"}\n",
+    )
+    .unwrap();
+    let err = CachedLabeler::open_shared(Final(counting()), &shared, "d", "g")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("z.jsonl:1:") && err.contains("label"), "{err}");
+}
+
 #[test]
 fn cache_file_errors_and_torn_lines() {
     let dir = tempfile::tempdir().unwrap();

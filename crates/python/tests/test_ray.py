@@ -111,4 +111,9 @@ def test_sharded_mining_with_a_confidence_threshold_equals_single_machine(
     read = lambda d: (d / "judgments.jsonl").read_text()  # noqa: E731
     assert read(tmp_path / "ray") == read(tmp_path / "single")
     assert report["labeler"] == single["labeler"] and "min_confidence=0.4" in report["labeler"]
-    assert report["unlabeled"] == single["unlabeled"]
+    assert report["unlabeled"] == single["unlabeled"] > 0
+    # The actors cached every answer, abstentions under the threshold included: the driver's
+    # selection asked the labeler nothing.
+    files = {f.name: f.read_text() for f in (tmp_path / "ray" / "labels").iterdir()}
+    assert any(k.startswith("actor-") and '"label":null' in v for k, v in files.items()), files
+    assert all(not v for k, v in files.items() if not k.startswith("actor-")), files

@@ -157,6 +157,12 @@ impl Labeler for CrossEncoderLabeler {
             .collect())
     }
 
+    /// The model is deterministic and always answers, so a confidence threshold over it
+    /// holds the same pairs back every time.
+    fn abstentions_are_final(&self) -> bool {
+        true
+    }
+
     fn identity(&self) -> String {
         // The weights' hash, not the directory, identifies the model: a moved labeler keeps
         // its cache entries.

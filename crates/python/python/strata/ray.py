@@ -186,8 +186,8 @@ def mine(
     unjudged retrieved pairs are labeled first by ``concurrency`` actors (``label_pairs``)
     into the shared label cache directory ``cache`` (default ``out/labels``), so the selection
     on the driver only reads the cache. ``min_confidence`` is ``strata.mine``'s (pairs a
-    cross-encoder labels with a lower probability stay unlabeled); the cache keeps definite
-    labels only, so the driver asks the labeler again about the pairs held back."""
+    cross-encoder labels with a lower probability stay unlabeled; the cache keeps those
+    abstentions too, so the driver asks nothing)."""
     import ray
 
     model = strata.Model(model_path)
