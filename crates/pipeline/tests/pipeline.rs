@@ -315,31 +315,51 @@ batch_size = 4
     assert_eq!(second.comparison, first.comparison);
 }
 
-/// The recommended Home Depot recipe parses, names existing data and a valid configuration of
-/// every stage (its paths are relative to the repository root, where it is run from).
+/// The Home Depot recipes parse, name existing data and a valid configuration of every stage
+/// (their paths are relative to the repository root, where they are run from): the
+/// recommended one mines with "unjudged = 0", the relabeling one trains and uses the
+/// cross-encoder labeler under a confidence threshold; both mine the top 20 of the catalog as
+/// measured on the dev split.
 #[test]
-fn the_home_depot_recipe_is_a_valid_configuration() {
+fn the_home_depot_recipes_are_valid_configurations() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut cfg = PipelineConfig::from_toml_file(&root.join("recipes/homedepot.toml")).unwrap();
     let hd = strata_testkit::homedepot_dir();
-    let d = &mut cfg.data;
-    assert!(
-        d.catalog
-            .as_ref()
-            .unwrap()
-            .ends_with("homedepot/products.tsv")
-    );
-    assert!(
-        d.judgments
-            .as_ref()
-            .unwrap()
-            .ends_with("homedepot/judgments.tsv")
-    );
-    d.catalog = Some(hd.join("products.tsv"));
-    d.judgments = Some(hd.join("judgments.tsv"));
-    cfg.model = default_model();
-    cfg.validate().unwrap();
-    assert!(cfg.labeler.is_some() && cfg.hybrid_alpha.is_some());
-    assert_eq!(cfg.stage1.loss.name(), "supcon");
-    assert_eq!(cfg.stage2.loss.name(), "circle");
+    for (recipe, relabel) in [("homedepot.toml", false), ("homedepot-relabel.toml", true)] {
+        let path = root.join("recipes").join(recipe);
+        let mut cfg = PipelineConfig::from_toml_file(&path).unwrap();
+        let d = &mut cfg.data;
+        assert!(
+            d.catalog
+                .as_ref()
+                .unwrap()
+                .ends_with("homedepot/products.tsv")
+        );
+        assert!(
+            d.judgments
+                .as_ref()
+                .unwrap()
+                .ends_with("homedepot/judgments.tsv")
+        );
+        d.catalog = Some(hd.join("products.tsv"));
+        d.judgments = Some(hd.join("judgments.tsv"));
+        cfg.model = default_model();
+        cfg.validate().unwrap_or_else(|e| panic!("{recipe}: {e:#}"));
+        assert!(cfg.hybrid_alpha.is_some(), "{recipe}");
+        assert_eq!(cfg.stage1.loss.name(), "supcon");
+        assert_eq!(cfg.stage2.loss.name(), "circle");
+        assert_eq!(cfg.stage2.train.max_steps, 100, "{recipe}");
+        assert_eq!(cfg.stage2.data.random_negatives, 0, "{recipe}");
+        assert_eq!(cfg.mine.k, 20, "{recipe}");
+        assert_eq!(cfg.mine.corpus, strata_mining::Corpus::Catalog, "{recipe}");
+        if relabel {
+            assert!(cfg.labeler.is_some() && cfg.data.labeler.is_none());
+            assert_eq!(cfg.mine.min_confidence, Some(0.6));
+        } else {
+            assert!(cfg.labeler.is_none());
+            assert_eq!(
+                cfg.data.labeler,
+                Some(strata_data::LabelerSpec::UnjudgedZero)
+            );
+        }
+    }
 }
