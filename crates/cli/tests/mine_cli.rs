@@ -3,6 +3,7 @@
 //! (`--device`, `--batch-size`, `--max-tokens`, `--precision`): every judged query is mined
 //! over the whole catalog, the originals are kept, unjudged retrieved items come back as
 //! label-0 hard negatives, and the same run with other batch limits mines the same pairs.
+//! `strata pipeline --print-config` prints the resolved recipe, which reads back to itself.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -131,4 +132,62 @@ fn mine_takes_the_shared_model_flags() {
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("tpu"), "{err}");
+}
+
+fn print_pipeline_config(config: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["pipeline", "--config"])
+        .arg(config)
+        .args(["--print-config"])
+        .args(extra)
+        .env_remove("STRATA_MODEL")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn pipeline_print_config_resolves_the_recipe_and_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/homedepot.toml");
+    let out = tmp.path().join("run");
+    let printed = print_pipeline_config(&recipe, &["--out", out.to_str().unwrap()]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let text = String::from_utf8(printed.stdout).unwrap();
+    // Nothing is run: the run tree is not created.
+    assert!(!out.exists());
+    let file = tmp.path().join("resolved.toml");
+    std::fs::write(&file, &text).unwrap();
+    let cfg = strata_pipeline::PipelineConfig::from_toml_file(&file).unwrap();
+    // The flag overrides the recipe's `out`; the recipe's own settings are kept, and keys it
+    // leaves out are written with their defaults.
+    assert_eq!(cfg.out, out);
+    assert_eq!(cfg.stage1.train.batch_size, 256);
+    assert_eq!(cfg.stage1.data.spelling_ratio, 0.3);
+    assert_eq!(cfg.mine.k, 20);
+    assert_eq!(cfg.stage2.train.max_steps, 100);
+    assert_eq!(cfg.hybrid_alpha, Some(0.5));
+    for key in [
+        "[stage1.model]",
+        "[stage2.loss]",
+        "[mine]",
+        "negatives_from_rank",
+    ] {
+        assert!(text.contains(key), "{key} missing from\n{text}");
+    }
+    // The printed configuration is a fixed point.
+    let again = print_pipeline_config(&file, &[]);
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
+
+    // A bad key is refused with the file named.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "out = \"x\"\n[mine]\nkay = 3\n").unwrap();
+    let refused = print_pipeline_config(&bad, &[]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("bad.toml") && err.contains("kay"), "{err}");
 }

@@ -28,6 +28,7 @@ use strata_labeling::cross_encoder::LabelerTrainConfig;
 use strata_mining::MineConfig;
 use strata_model::{Embedder, LoadOptions};
 use strata_train::TrainConfig;
+use strata_train::checkpoint::write_atomic;
 
 /// Labels for unjudged mined pairs: `oracle` (the synthetic marketplace's policy oracle,
 /// only with the built-in data), `unjudged-zero` (every unjudged pair irrelevant),
@@ -171,6 +172,12 @@ impl PipelineConfig {
             .with_legacy_depth(d.taxonomy_depth.take(), "data")
             .with_context(|| format!("{}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// The configuration as TOML, every key written (what `strata pipeline --print-config`
+    /// prints and a run keeps as `pipeline.toml`); `from_toml_file` reads it back.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
     }
 
     /// Checks `data.labeler` for the user's own data.
@@ -513,7 +520,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
     let start = Instant::now();
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;
-    std::fs::write(cfg.out.join("pipeline.toml"), toml::to_string_pretty(cfg)?)?;
+    write_atomic(&cfg.out.join("pipeline.toml"), cfg.to_toml()?.as_bytes())?;
     let prep = prepare_data(cfg)?;
     let catalog = strata_data::load_catalog(&prep.catalog)?;
     let text = item_text(cfg);
@@ -587,9 +594,9 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         report["labeler_cache_hits"] = labeler.hits().into();
         report["item_embeddings_from_cache"] = stats.hits.into();
         report["items_embedded"] = stats.embedded.into();
-        std::fs::write(
-            mine_dir.join("mining_report.json"),
-            serde_json::to_string_pretty(&report)?,
+        write_atomic(
+            &mine_dir.join("mining_report.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
         tracing::info!(
             "mined {} hard negatives and {} hard positives ({} pairs newly labeled; naive top-k/2 negatives would be {:.1}% false)",
@@ -645,7 +652,7 @@ pub fn run(cfg: &PipelineConfig) -> anyhow::Result<PipelineSummary> {
         abs.to_markdown(),
         paired_sections(&runs),
     );
-    std::fs::write(cfg.out.join("comparison.md"), &comparison)?;
+    write_atomic(&cfg.out.join("comparison.md"), comparison.as_bytes())?;
     Ok(PipelineSummary {
         out: cfg.out.clone(),
         comparison,
@@ -772,7 +779,7 @@ fn labeler_stage(
             limits: strata_model::BatchLimits::default(),
             progress: true,
         })?;
-        std::fs::write(out.join("eval-test.txt"), report.table())?;
+        write_atomic(&out.join("eval-test.txt"), report.table().as_bytes())?;
         write_report(&report, &report_path)?;
     }
     Ok(dir)

@@ -21,6 +21,9 @@ pub struct PipelineArgs {
     /// Pretrained model to start from (overrides the config's `model`).
     #[arg(long, env = "STRATA_MODEL")]
     pub model: Option<PathBuf>,
+    /// Print the resolved configuration (every key, the defaults included) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 pub fn run(a: PipelineArgs) -> anyhow::Result<()> {
@@ -37,6 +40,10 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<()> {
         && let Some(dir) = std::env::var_os("STRATA_MODELS")
     {
         cfg.model = PathBuf::from(dir).join("all-MiniLM-L6-v2");
+    }
+    if a.print_config {
+        print!("{}", cfg.to_toml()?);
+        return Ok(());
     }
     let summary = strata_pipeline::run(&cfg)?;
     println!("{}", summary.comparison);
