@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// Metrics compared by default: the paper's table columns, then strict recall, rerank NDCG
 /// and the margins.
-pub const DEFAULT_METRICS: [&str; 15] = [
+pub const DEFAULT_METRICS: [&str; 16] = [
     "ndcg@10",
     "ndcg@50",
     "ndcg@100",
@@ -25,6 +25,7 @@ pub const DEFAULT_METRICS: [&str; 15] = [
     "rerank_ndcg",
     "avg_margin",
     "worst_margin",
+    "hard_pair_auc",
 ];
 
 /// One run's `metrics.json`.
@@ -207,6 +208,11 @@ pub struct PairedMargins {
     pub avg_se: f64,
     pub worst_diff: f64,
     pub worst_se: f64,
+    /// The run's mean hard-pair AUC over those queries (fraction of (label 2, label 0)
+    /// combinations ordered correctly), its mean per-query difference and standard error.
+    pub auc: f64,
+    pub auc_diff: f64,
+    pub auc_se: f64,
     /// Queries whose worst-case margin rose / fell (by more than 1e-6).
     pub worst_up: usize,
     pub worst_down: usize,
@@ -292,8 +298,10 @@ pub fn paired_margins(
             .collect();
         let avg_d: Vec<f64> = common.iter().map(|(m, b)| m.average - b.average).collect();
         let worst_d: Vec<f64> = common.iter().map(|(m, b)| m.worst - b.worst).collect();
+        let auc_d: Vec<f64> = common.iter().map(|(m, b)| m.ordered - b.ordered).collect();
         let (avg_diff, avg_se) = mean_se(&avg_d);
         let (worst_diff, worst_se) = mean_se(&worst_d);
+        let (auc_diff, auc_se) = mean_se(&auc_d);
         let n = common.len().max(1) as f64;
         let worst_margin = common.iter().map(|(m, _)| m.worst).sum::<f64>() / n;
         out.push(PairedMargins {
@@ -308,6 +316,9 @@ pub fn paired_margins(
             avg_se,
             worst_diff,
             worst_se,
+            auc: common.iter().map(|(m, _)| m.ordered).sum::<f64>() / n,
+            auc_diff,
+            auc_se,
             // Scores are f32: differences within 1e-6 are ties.
             worst_up: worst_d.iter().filter(|d| **d > 1e-6).count(),
             worst_down: worst_d.iter().filter(|d| **d < -1e-6).count(),
@@ -325,11 +336,11 @@ pub fn paired_margins(
 /// The paired margin table as Markdown (the first row is the baseline).
 pub fn paired_margins_markdown(rows: &[PairedMargins]) -> String {
     let mut s = String::from(
-        "| run | queries | avg margin | worst margin | avg diff (± SE) | worst diff (± SE) | worst up/down | score SD | worst / SD |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| run | queries | avg margin | worst margin | avg diff (± SE) | worst diff (± SE) | worst up/down | hard-pair AUC | AUC diff (± SE) | score SD | worst / SD |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {:.4} | {:.4} | {:+.4} ± {:.4}{} | {:+.4} ± {:.4}{} | {}/{} | {:.3} | {:.3} |\n",
+            "| {} | {} | {:.4} | {:.4} | {:+.4} ± {:.4}{} | {:+.4} ± {:.4}{} | {}/{} | {:.4} | {:+.4} ± {:.4}{} | {:.3} | {:.3} |\n",
             r.name,
             r.queries,
             r.avg_margin,
@@ -342,6 +353,10 @@ pub fn paired_margins_markdown(rows: &[PairedMargins]) -> String {
             star(r.worst_diff, r.worst_se),
             r.worst_up,
             r.worst_down,
+            r.auc,
+            r.auc_diff,
+            r.auc_se,
+            star(r.auc_diff, r.auc_se),
             r.score_sd,
             r.worst_in_sd
         ));
@@ -635,6 +650,9 @@ mod tests {
             "{r:?}"
         );
         assert!(r.score_sd > 0.0 && (r.worst_in_sd - r.worst_margin / r.score_sd).abs() < 1e-9);
+        // Hard-pair AUC: a orders both its combinations in both runs, b one of two (0.4 > 0.3
+        // but < 0.5; 0.6 > 0.1 but < 0.7): 0.75 each, no change.
+        assert_eq!((b.auc, r.auc, r.auc_diff, r.auc_se), (0.75, 0.75, 0.0, 0.0));
         let md = paired_margins_markdown(&rows);
         // The average-margin gain is beyond two standard errors (marked), the worst's is not.
         assert!(

@@ -204,6 +204,11 @@ pub struct Metrics {
     pub avg_margin: Option<f64>,
     /// Mean over qualifying queries of min score(2) - max score(0) on hard pairs.
     pub worst_margin: Option<f64>,
+    /// Mean over qualifying queries of the fraction of (label 2, label 0) hard-pair
+    /// combinations the scores order correctly (a per-query AUC, ties half; 0.5 is chance):
+    /// the margins without their scale.
+    #[serde(default)]
+    pub hard_pair_auc: Option<f64>,
     /// Queries with a label-2 and a label-0 hard pair.
     pub margin_queries: usize,
     /// Judged pairs with token overlap >= `hard_overlap`.
@@ -593,6 +598,7 @@ pub fn evaluate(
         rerank_ndcg: rerank.mean,
         avg_margin: hard_margins.avg_margin,
         worst_margin: hard_margins.worst_margin,
+        hard_pair_auc: hard_margins.hard_pair_auc,
         margin_queries: hard_margins.queries,
         hard_pairs: hard_margins.hard_pairs,
         hard_overlap: opts.hard_overlap,

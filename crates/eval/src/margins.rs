@@ -31,6 +31,11 @@ pub struct QueryMargin {
     pub average: f64,
     /// min score(label 2) - max score(label 0).
     pub worst: f64,
+    /// Fraction of the query's (label 2, label 0) hard-pair combinations that the scores
+    /// order correctly, ties counting half: the margins' scale-free counterpart (0.5 is chance,
+    /// 1 means every relevant item outscores every irrelevant one, i.e. worst > 0).
+    #[serde(default)]
+    pub ordered: f64,
 }
 
 /// Margin metrics over lexically hard pairs.
@@ -40,6 +45,10 @@ pub struct MarginReport {
     pub avg_margin: Option<f64>,
     /// Mean over qualifying queries of the worst-case margin.
     pub worst_margin: Option<f64>,
+    /// Mean over qualifying queries of the fraction of (label 2, label 0) hard-pair
+    /// combinations ordered correctly (a per-query AUC; ties count half).
+    #[serde(default)]
+    pub hard_pair_auc: Option<f64>,
     /// Queries with at least one label-2 and one label-0 hard pair.
     pub queries: usize,
     /// Judged pairs with overlap >= the threshold.
@@ -70,6 +79,7 @@ pub fn hard_pair_margins(pairs: &[ScoredPair], min_overlap: f64) -> MarginReport
             average: mean(&pos) - mean(&neg),
             worst: pos.iter().copied().fold(f64::INFINITY, f64::min)
                 - neg.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ordered: ordered_fraction(&pos, &neg),
         })
         .collect();
     let n = per_query.len();
@@ -79,6 +89,7 @@ pub fn hard_pair_margins(pairs: &[ScoredPair], min_overlap: f64) -> MarginReport
     MarginReport {
         avg_margin: avg(|m| m.average),
         worst_margin: avg(|m| m.worst),
+        hard_pair_auc: avg(|m| m.ordered),
         queries: n,
         hard_pairs,
         per_query,
@@ -121,6 +132,23 @@ pub fn score_summary_by_label(pairs: &[ScoredPair]) -> BTreeMap<String, Summary>
         .enumerate()
         .filter_map(|(l, v)| Summary::of(v).map(|s| (l.to_string(), s)))
         .collect()
+}
+
+/// Fraction of the (p, n) combinations with p > n, ties counting half (Mann-Whitney).
+fn ordered_fraction(pos: &[f64], neg: &[f64]) -> f64 {
+    let mut right = 0.0;
+    for &p in pos {
+        for &n in neg {
+            right += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    right / (pos.len() * neg.len()) as f64
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -169,11 +197,26 @@ mod tests {
         assert!((m.per_query[0].worst - q0_worst).abs() < 1e-6);
         assert!((m.avg_margin.unwrap() - (q0_avg + q1_avg) / 2.0).abs() < 1e-6);
         assert!((m.worst_margin.unwrap() - (q0_worst + q1_worst) / 2.0).abs() < 1e-6);
+        // Query 0 orders 3 of its 4 (label 2, label 0) combinations (0.7 < 0.75), query 1 all.
+        assert_eq!(m.per_query[0].ordered, 0.75);
+        assert_eq!(m.per_query[1].ordered, 1.0);
+        assert_eq!(m.hard_pair_auc, Some(0.875));
+        // A tie counts half: 0.5 vs {0.5, 0.4}.
+        let tie = hard_pair_margins(
+            &[p(0, 2, 0.5, 1.0), p(0, 0, 0.5, 1.0), p(0, 0, 0.4, 1.0)],
+            0.7,
+        );
+        assert_eq!(tie.hard_pair_auc, Some(0.75));
 
         let none = hard_pair_margins(&pairs[8..], 0.7);
         assert_eq!(
-            (none.queries, none.avg_margin, none.worst_margin),
-            (0, None, None)
+            (
+                none.queries,
+                none.avg_margin,
+                none.worst_margin,
+                none.hard_pair_auc
+            ),
+            (0, None, None, None)
         );
     }
 

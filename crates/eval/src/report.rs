@@ -389,12 +389,14 @@ fn report_blocks(r: &EvalResult) -> Vec<Block> {
     }
     b.push(Block::Para(format!(
         "Lexically hard pairs (token overlap >= {}): {}. Queries with a label-2 and a label-0 hard pair: {}. \
-         Average margin: {}. Worst-case margin: {}.",
+         Average margin: {}. Worst-case margin: {}. Hard-pair AUC (label-2 over label-0 \
+         combinations ordered correctly, per query; 0.5 is chance): {}.",
         m.hard_overlap,
         m.hard_pairs,
         m.margin_queries,
         f(m.avg_margin),
-        f(m.worst_margin)
+        f(m.worst_margin),
+        f(m.hard_pair_auc)
     )));
     let summary_rows =
         |map: &std::collections::BTreeMap<String, crate::stats::Summary>| -> Vec<Vec<String>> {
