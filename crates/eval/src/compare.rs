@@ -36,10 +36,19 @@ pub struct RunMetrics {
     pub values: Value,
 }
 
+/// Metrics in the units of the system's scores (cosine, BM25): `compare_runs` leaves them out
+/// (n/a) for a run whose `score_kind` differs from the baseline's.
+pub const SCALED_METRICS: [&str; 2] = ["avg_margin", "worst_margin"];
+
 impl RunMetrics {
     /// A numeric metric, if present and not null.
     pub fn get(&self, metric: &str) -> Option<f64> {
         self.values.get(metric).and_then(Value::as_f64)
+    }
+
+    /// What the run's scores are (`cosine`, `bm25`), when its metrics say.
+    pub fn score_kind(&self) -> Option<&str> {
+        self.values.get("score_kind").and_then(Value::as_str)
     }
 }
 
@@ -98,6 +107,13 @@ pub fn compare_runs(
         metrics
             .iter()
             .map(|m| match (r.get(m), baseline.get(m)) {
+                // Margins are in score units: a BM25 run's are not comparable with cosines.
+                _ if SCALED_METRICS.contains(&m.as_str())
+                    && r.score_kind().is_some()
+                    && r.score_kind() != baseline.score_kind() =>
+                {
+                    Cell::Missing
+                }
                 (Some(v), _) if absolute => Cell::Value(v),
                 (Some(_), Some(_)) if is_base => Cell::Baseline,
                 (Some(v), Some(b)) if b != 0.0 => Cell::Change(100.0 * (v - b) / b.abs()),
@@ -571,6 +587,29 @@ mod tests {
             a.to_markdown()
                 .contains("| model-a | 0.4300 | 0.2000 | 0.2500 | 0.1000 | 0.9000 |")
         );
+
+        // With score kinds given, a BM25 run's margins (BM25 units) stay out of a table whose
+        // baseline scores by cosine, in both modes; the scale-free metrics stay in.
+        let cosine = write(
+            tmp.path(),
+            "zero-shot",
+            r#"{"score_kind":"cosine","ndcg@10":0.30,"avg_margin":0.05,"hard_pair_auc":0.6}"#,
+        );
+        let lexical = write(
+            tmp.path(),
+            "bm25-scored",
+            r#"{"score_kind":"bm25","ndcg@10":0.33,"avg_margin":2.5,"hard_pair_auc":0.75}"#,
+        );
+        let (cosine, lexical) = (load_run(&cosine).unwrap(), load_run(&lexical).unwrap());
+        let m = ["ndcg@10", "avg_margin", "hard_pair_auc"].map(String::from);
+        for absolute in [false, true] {
+            let t = compare_runs(std::slice::from_ref(&lexical), &cosine, &m, absolute);
+            assert_eq!(t.rows[1].1[1], Cell::Missing, "absolute {absolute}");
+            assert_ne!(t.rows[1].1[0], Cell::Missing);
+            assert_ne!(t.rows[1].1[2], Cell::Missing);
+        }
+        let t = compare_runs(std::slice::from_ref(&cosine), &cosine, &m, true);
+        assert_eq!(t.rows[1].1[1], Cell::Value(0.05));
     }
 
     #[test]
