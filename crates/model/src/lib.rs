@@ -24,4 +24,4 @@ pub use store::{
     item_cache_dir, item_text_for, load_model, model_fingerprint, recorded_item_text, save_model,
 };
 pub use tokenize::{TextTokenizer, TokenBatch};
-pub use tower::{Side, TowerConfig, TwoTower};
+pub use tower::{HeadInit, Side, TowerConfig, TwoTower};

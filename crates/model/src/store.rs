@@ -20,7 +20,7 @@ use burn_store::{
 use crate::bert::BertEncoder;
 use crate::config::EncoderConfig;
 use crate::tokenize::TextTokenizer;
-use crate::tower::{TowerConfig, TwoTower};
+use crate::tower::{HeadInit, TowerConfig, TwoTower};
 
 /// File names inside a strata model directory.
 pub const STRATA_CONFIG: &str = "strata.json";
@@ -39,6 +39,8 @@ pub struct LoadOptions {
     pub item_prefix: Option<String>,
     /// Truncation length for a fresh model (default 128, capped by the position table).
     pub max_len: Option<usize>,
+    /// How the projection heads of a fresh model start.
+    pub head_init: HeadInit,
     /// Seed of the random projection heads of a fresh model.
     pub seed: u64,
     /// Inference on strata's CPU engine at this precision ([`crate::engine`]); `None` runs the
@@ -54,6 +56,7 @@ impl Default for LoadOptions {
             query_prefix: None,
             item_prefix: None,
             max_len: None,
+            head_init: HeadInit::Random,
             seed: 42,
             precision: None,
         }
@@ -228,6 +231,9 @@ fn load_hf(dir: &Path, opts: &LoadOptions, device: &Device) -> anyhow::Result<Lo
         anyhow::ensure!(d > 0, "projection dimension must be positive");
     }
     let mut model = crate::device::with_seed(device, opts.seed, || TwoTower::init(&config, device));
+    if opts.head_init == HeadInit::Identity {
+        model.set_identity_heads()?;
+    }
     load_hf_encoder(&mut model.encoder, &dir.join(WEIGHTS))?;
     let model = model.copy_encoder_to_item_encoder();
     Ok(LoadedModel {

@@ -55,6 +55,33 @@ impl TowerConfig {
     }
 }
 
+/// How the projection heads of a model built from a Hugging Face folder start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadInit {
+    /// Both heads from one random linear map (burn's default initialisation).
+    #[default]
+    Random,
+    /// Both heads the identity (weight I, bias 0): the new model's embeddings equal the
+    /// pretrained encoder's, and training starts from its geometry. Needs square heads
+    /// (projection dimension = the encoder's hidden size).
+    Identity,
+}
+
+impl std::str::FromStr for HeadInit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "random" => Ok(HeadInit::Random),
+            "identity" => Ok(HeadInit::Identity),
+            _ => Err(format!(
+                "unknown head initialisation {s:?} (expected random or identity)"
+            )),
+        }
+    }
+}
+
 /// The two-tower model.
 #[derive(Module, Debug)]
 pub struct TwoTower {
@@ -89,6 +116,30 @@ impl TwoTower {
             query_head,
             item_head,
         }
+    }
+
+    /// Sets both projection heads to the identity ([`HeadInit::Identity`]). An error when the
+    /// model has no heads or they are not square.
+    pub fn set_identity_heads(&mut self) -> anyhow::Result<()> {
+        for head in [&mut self.query_head, &mut self.item_head] {
+            let Some(h) = head else {
+                anyhow::bail!(
+                    "identity projection heads (head_init = identity) need projection heads"
+                );
+            };
+            let [d_in, d_out] = h.weight.val().dims();
+            anyhow::ensure!(
+                d_in == d_out,
+                "identity projection heads (head_init = identity) must be square: the projection \
+                 dimension is {d_out}, the encoder's hidden size {d_in}"
+            );
+            let device = h.weight.val().device();
+            *h = Linear {
+                weight: Param::from_tensor(Tensor::eye(d_in, &device)),
+                bias: Some(Param::from_tensor(Tensor::zeros([d_out], &device))),
+            };
+        }
+        Ok(())
     }
 
     /// Makes the asymmetric variant's item encoder an independent copy of the shared encoder
@@ -262,6 +313,47 @@ mod tests {
         }
         let diff = (q - d).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-6, "heads differ at init by {diff}");
+    }
+
+    #[test]
+    fn identity_heads_keep_the_encoders_embeddings_and_get_gradients() {
+        let device = Device::flex();
+        device.seed(3);
+        let plain = TwoTower::init(&tiny(false, None), &device);
+        let hidden = EncoderConfig::tiny(50).hidden_size;
+        let mut headed = TwoTower::init(&tiny(false, Some(hidden)), &device);
+        headed.encoder = plain.encoder.clone();
+        let (ids, mask) = batch(&device);
+        let random = headed.embed(Side::Query, ids.clone(), mask.clone());
+        headed.set_identity_heads().unwrap();
+        for side in [Side::Query, Side::Item] {
+            let a = plain.embed(side, ids.clone(), mask.clone());
+            let b = headed.embed(side, ids.clone(), mask.clone());
+            let diff = (a.clone() - b).abs().max().into_scalar::<f32>();
+            assert!(
+                diff < 1e-6,
+                "{side:?}: identity heads changed embeddings by {diff}"
+            );
+            if side == Side::Query {
+                let moved = (a - random.clone()).abs().max().into_scalar::<f32>();
+                assert!(moved > 1e-3, "the random heads were already the identity");
+            }
+        }
+        let err = TwoTower::init(&tiny(false, Some(8)), &device)
+            .set_identity_heads()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("square"), "{err}");
+        let err = plain.clone().set_identity_heads().unwrap_err().to_string();
+        assert!(err.contains("need projection heads"), "{err}");
+
+        let ad = Device::flex().autodiff();
+        ad.seed(7);
+        let mut model = TwoTower::init(&tiny(false, Some(hidden)), &ad);
+        model.set_identity_heads().unwrap();
+        let grads = rolled_infonce(&model, &ad).backward();
+        let (_, missing) = strata_testkit::params_without_gradient(&model, &grads);
+        assert!(missing.is_empty(), "no gradient for: {:?}", missing);
     }
 
     #[test]

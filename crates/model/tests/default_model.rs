@@ -129,6 +129,50 @@ fn cpu_engine_matches_the_tensor_model() {
     assert!((c12 - 0.1411).abs() < 0.02, "cos(1,2) = {c12}");
 }
 
+/// Identity heads on the real model: the two-tower model with 384 -> 384 heads embeds exactly
+/// as the plain encoder does (the recipe's head lever starts from the pretrained geometry),
+/// random heads do not, and identity heads of another size are refused.
+#[test]
+fn identity_heads_keep_the_pretrained_embeddings() {
+    let plain = Embedder::load(&default_model(), &LoadOptions::default()).unwrap();
+    let load = |head_init, projection_dim| {
+        Embedder::load(
+            &default_model(),
+            &LoadOptions {
+                projection_dim: Some(projection_dim),
+                head_init,
+                ..Default::default()
+            },
+        )
+    };
+    let identity = load(strata_model::HeadInit::Identity, 384).unwrap();
+    let random = load(strata_model::HeadInit::Random, 384).unwrap();
+    let texts = ["angle bracket", "Simpson Strong-Tie 12-Gauge Angle"];
+    for side in [Side::Query, Side::Item] {
+        let a = plain.embed(&texts, side).unwrap();
+        let b = identity.embed(&texts, side).unwrap();
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "{side:?}: identity heads moved embeddings by {diff}"
+        );
+        let r = random.embed(&texts, side).unwrap();
+        assert!(
+            cos(&a[..384], &r[..384]) < 0.9,
+            "random heads kept the embedding"
+        );
+    }
+    let err = format!(
+        "{:#}",
+        load(strata_model::HeadInit::Identity, 64).err().unwrap()
+    );
+    assert!(err.contains("square") && err.contains("64"), "{err}");
+}
+
 #[test]
 fn save_load_round_trip_gives_identical_embeddings() {
     let opts = LoadOptions {

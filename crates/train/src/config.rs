@@ -146,6 +146,10 @@ pub struct ModelConfig {
     /// Output dimension of the projection heads of a new model (none: no heads). A strata
     /// model keeps its own.
     pub projection_dim: Option<usize>,
+    /// How the projection heads of a new model start: "random" (one shared random linear
+    /// map) or "identity" (square heads equal to the identity, so training starts from the
+    /// pretrained encoder's embeddings; needs `projection_dim` = the encoder's hidden size).
+    pub head_init: strata_model::HeadInit,
     /// Untied query and item encoders for a new model.
     pub asymmetric: bool,
     /// Truncation length in tokens (default: the model's, 128 for a new model).
@@ -159,6 +163,7 @@ impl Default for ModelConfig {
         ModelConfig {
             init: PathBuf::from("models/all-MiniLM-L6-v2"),
             projection_dim: None,
+            head_init: strata_model::HeadInit::Random,
             asymmetric: false,
             max_len: None,
             dropout: false,
@@ -407,6 +412,11 @@ impl TrainConfig {
                 "config field `model.projection_dim` is 0: must be at least 1 (or left out for no heads)"
             );
         }
+        if m.head_init == strata_model::HeadInit::Identity && m.projection_dim.is_none() {
+            bail!(
+                "config field `model.head_init` is \"identity\", but `model.projection_dim` is not set: identity heads need projection heads"
+            );
+        }
         if let Some(l) = m.max_len
             && l < 2
         {
@@ -599,6 +609,17 @@ mod tests {
         let mut c = good.clone();
         c.data.judgments = None;
         assert!(err(&c).contains("data.judgments"));
+        let mut c = good.clone();
+        c.model.head_init = strata_model::HeadInit::Identity;
+        let e = err(&c);
+        assert!(
+            e.contains("model.head_init") && e.contains("projection_dim"),
+            "{e}"
+        );
+        c.model.projection_dim = Some(8);
+        c.validate().unwrap();
+        let e = TrainConfig::from_toml_str("[model]\nhead_init = \"eye\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("eye"), "{e:#}");
         let mut c = good.clone();
         c.model.init = dir.path().join("no-model");
         let e = err(&c);

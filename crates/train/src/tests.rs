@@ -503,6 +503,22 @@ fn a_run_that_failed_to_start_does_not_block_its_rerun() {
     );
 }
 
+/// `model.head_init` shapes a new model's heads only: starting from a saved strata model (which
+/// keeps its heads) with it set is an error that names the field, before any work.
+#[test]
+fn head_init_on_a_saved_model_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "identity");
+    cfg.model.projection_dim = Some(16);
+    cfg.model.head_init = strata_model::HeadInit::Identity;
+    let e = format!("{:#}", crate::train(&cfg).unwrap_err());
+    assert!(
+        e.contains("model.head_init") && e.contains("saved strata model"),
+        "{e}"
+    );
+    assert!(!cfg.out.join(crate::trainer::FINAL_MODEL).exists());
+}
+
 /// Training judgments that name an item the catalog lacks are reported with the file and
 /// line, not a position in the training split.
 #[test]

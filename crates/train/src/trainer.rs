@@ -284,6 +284,7 @@ fn load<'a>(
             let init = resolve_init(&cfg.model.init)?;
             let load_opts = LoadOptions {
                 projection_dim: cfg.model.projection_dim,
+                head_init: cfg.model.head_init,
                 asymmetric: cfg.model.asymmetric,
                 max_len: cfg.model.max_len,
                 seed: cfg.seed,
@@ -302,6 +303,12 @@ fn load<'a>(
                         "config field `model.projection_dim` is {d}, but the initial model {} has {:?} (a saved model keeps its heads)",
                         init.display(),
                         config.projection_dim
+                    );
+                }
+                if cfg.model.head_init != strata_model::HeadInit::Random {
+                    anyhow::bail!(
+                        "config field `model.head_init` applies to a new model's heads, but the initial model {} is a saved strata model (a saved model keeps its heads)",
+                        init.display()
                     );
                 }
                 if cfg.model.asymmetric && !config.asymmetric {

@@ -99,6 +99,10 @@ pub struct TrainArgs {
     /// Projection head dimension of a new model.
     #[arg(long)]
     pub projection_dim: Option<usize>,
+    /// How a new model's projection heads start: random, or identity (square heads that keep
+    /// the pretrained embeddings at the first step).
+    #[arg(long)]
+    pub head_init: Option<strata_model::HeadInit>,
     /// Untied query and item encoders (new model).
     #[arg(long)]
     pub asymmetric: bool,
@@ -276,6 +280,7 @@ pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
     if a.projection_dim.is_some() {
         m.projection_dim = a.projection_dim;
     }
+    set(&mut m.head_init, a.head_init);
     m.asymmetric |= a.asymmetric;
     if a.max_len.is_some() {
         m.max_len = a.max_len;
