@@ -40,6 +40,11 @@ pub struct RunMetrics {
 /// (n/a) for a run whose `score_kind` differs from the baseline's.
 pub const SCALED_METRICS: [&str; 2] = ["avg_margin", "worst_margin"];
 
+/// Metrics computed from the scores of the judged pairs (`judged_scores.tsv`), not from the
+/// ranking. A hybrid run scores its judged pairs with its dense model, so for it these are the
+/// dense model's.
+pub const SEPARABILITY_METRICS: [&str; 3] = ["avg_margin", "worst_margin", "hard_pair_auc"];
+
 impl RunMetrics {
     /// A numeric metric, if present and not null.
     pub fn get(&self, metric: &str) -> Option<f64> {
@@ -49,6 +54,11 @@ impl RunMetrics {
     /// What the run's scores are (`cosine`, `bm25`), when its metrics say.
     pub fn score_kind(&self) -> Option<&str> {
         self.values.get("score_kind").and_then(Value::as_str)
+    }
+
+    /// The evaluated system (`dense`, `bm25`, `hybrid`), when its metrics say.
+    pub fn system(&self) -> Option<&str> {
+        self.values.get("system").and_then(Value::as_str)
     }
 }
 
@@ -94,6 +104,9 @@ pub struct CompareTable {
     /// Baseline first.
     pub rows: Vec<(String, Vec<Cell>)>,
     pub absolute: bool,
+    /// Lines printed under the table: what a row's values mean where the columns alone would
+    /// mislead (a hybrid run's margins are its dense model's).
+    pub notes: Vec<String>,
 }
 
 /// Builds the table: the baseline row, then each run.
@@ -123,10 +136,27 @@ pub fn compare_runs(
     };
     let mut rows = vec![(baseline.name.clone(), row(baseline, true))];
     rows.extend(runs.iter().map(|r| (r.name.clone(), row(r, false))));
+    let shown: Vec<&str> = metrics
+        .iter()
+        .map(String::as_str)
+        .filter(|m| SEPARABILITY_METRICS.contains(m))
+        .collect();
+    let notes = std::iter::once(baseline)
+        .chain(runs)
+        .filter(|r| r.system() == Some("hybrid") && shown.iter().any(|m| r.get(m).is_some()))
+        .map(|r| {
+            format!(
+                "{}: a hybrid run; its {} are its dense model's cosines on the judged pairs (the blend reorders the ranking, not these scores)",
+                r.name,
+                shown.join(", ")
+            )
+        })
+        .collect();
     CompareTable {
         metrics: metrics.to_vec(),
         rows,
         absolute,
+        notes,
     }
 }
 
@@ -191,6 +221,9 @@ impl CompareTable {
             out += &line(r);
             out.push('\n');
         }
+        for n in &self.notes {
+            out += &format!("\n{n}\n");
+        }
         out
     }
 
@@ -204,6 +237,12 @@ impl CompareTable {
         );
         for r in rows {
             out += &format!("| {} |\n", r.join(" | "));
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for n in &self.notes {
+                out += &format!("- {n}\n");
+            }
         }
         out
     }

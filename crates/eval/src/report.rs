@@ -387,6 +387,13 @@ fn report_blocks(r: &EvalResult) -> Vec<Block> {
                 .into(),
         ));
     }
+    if m.hybrid.is_some() {
+        b.push(Block::Para(
+            "Scores here are the hybrid's dense model's cosines on the judged pairs: the blend \
+             reorders the ranking, not these scores, so the margins below are the dense model's."
+                .into(),
+        ));
+    }
     b.push(Block::Para(format!(
         "Lexically hard pairs (token overlap >= {}): {}. Queries with a label-2 and a label-0 hard pair: {}. \
          Average margin: {}. Worst-case margin: {}. Hard-pair AUC (label-2 over label-0 \

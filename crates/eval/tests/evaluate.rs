@@ -197,6 +197,48 @@ fn hybrid_with_full_semantic_weight_equals_dense() {
     )
     .unwrap();
     assert!(h.metrics.ndcg_10.unwrap() > 0.0 && h.metrics.ndcg_10.unwrap() <= 1.0);
+    // The judged pairs of a hybrid run are scored by its dense model: the report and a
+    // comparison table say so, and a dense run gets no such note.
+    assert_eq!(h.metrics.avg_margin, dense.metrics.avg_margin);
+    let tmp = tempfile::tempdir().unwrap();
+    write_run(&tmp.path().join("hybrid"), &h).unwrap();
+    write_run(&tmp.path().join("dense"), &dense).unwrap();
+    let report = std::fs::read_to_string(tmp.path().join("hybrid/report.md")).unwrap();
+    assert!(
+        report.contains("the margins below are the dense model's"),
+        "{report}"
+    );
+    let dense_report = std::fs::read_to_string(tmp.path().join("dense/report.md")).unwrap();
+    assert!(
+        !dense_report.contains("dense model's cosines"),
+        "{dense_report}"
+    );
+    let runs = [
+        strata_eval::load_run(&tmp.path().join("hybrid")).unwrap(),
+        strata_eval::load_run(&tmp.path().join("dense")).unwrap(),
+    ];
+    let m = ["ndcg@10", "avg_margin", "hard_pair_auc"].map(String::from);
+    let t = strata_eval::compare_runs(&runs[..1], &runs[1], &m, true);
+    assert_eq!(
+        t.notes,
+        [
+            "hybrid: a hybrid run; its avg_margin, hard_pair_auc are its dense model's cosines \
+          on the judged pairs (the blend reorders the ranking, not these scores)"
+        ]
+    );
+    assert!(t.to_markdown().ends_with(&format!("\n- {}\n", t.notes[0])));
+    assert!(t.to_text().ends_with(&format!("\n{}\n", t.notes[0])));
+    let ranking_only = ["ndcg@10".to_string()];
+    assert!(
+        strata_eval::compare_runs(&runs[..1], &runs[1], &ranking_only, false)
+            .notes
+            .is_empty()
+    );
+    assert!(
+        strata_eval::compare_runs(&runs[1..], &runs[1], &m, false)
+            .notes
+            .is_empty()
+    );
     let bad = System::Hybrid {
         encoder: &enc,
         fusion: Fusion::Convex { alpha: 2.0 },
