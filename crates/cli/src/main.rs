@@ -36,6 +36,9 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// Export a model's query tower as a sentence-transformers folder.
     Export(commands::export::ExportArgs),
+    /// Model folders: average several fine-tuned models into one.
+    #[command(subcommand)]
+    Model(commands::model::ModelCommand),
     /// Mine hard negatives and positives with a trained model (paper section 4.4).
     Mine(commands::pipeline::MineArgs),
     /// Stage 1 -> mine -> stage 2 -> evaluation and comparison, from one config.
@@ -88,6 +91,7 @@ fn main() {
         Command::Compare(a) => commands::eval::compare(a),
         Command::Train(a) => commands::train::run(*a),
         Command::Export(a) => commands::export::run(a),
+        Command::Model(c) => commands::model::run(c),
         Command::Mine(a) => commands::pipeline::mine(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Labeler(c) => commands::labeler::run(c),

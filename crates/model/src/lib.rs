@@ -1,10 +1,11 @@
 //! strata-model: the BERT-family encoder (burn), the two-tower retrieval model, tokenization,
-//! model directories (strata format, Hugging Face folders, sentence-transformers export) and
-//! batched inference.
+//! model directories (strata format, Hugging Face folders, sentence-transformers export), weight
+//! averaging and batched inference.
 
 #[macro_use]
 mod simd;
 
+pub mod average;
 pub mod bert;
 pub mod config;
 pub mod device;
@@ -15,6 +16,7 @@ pub mod store;
 pub mod tokenize;
 pub mod tower;
 
+pub use average::{AverageReport, average_models};
 pub use config::{EncoderConfig, EncoderFamily};
 pub use device::{parse_device, with_seed};
 pub use embedder::{BatchLimits, Embedder};

@@ -494,9 +494,8 @@ fn train_stage(
     c.data.dev_judgments = prep.dev.clone();
     c.data.item_text = text.clone();
     c.data.taxonomy_depth = None;
-    let resume = strata_train::checkpoint::latest_checkpoint(&out)?.is_some();
     let opts = strata_train::TrainOptions {
-        resume,
+        resume: strata_train::can_resume(&c)?,
         progress: true,
         ..Default::default()
     };

@@ -43,6 +43,10 @@ pub struct TrainConfig {
     pub out: PathBuf,
     /// Seed of everything random: head initialisation, instance sampling, data order, dropout.
     pub seed: u64,
+    /// Training runs averaged into the model (a weight soup, [`crate::soup`]): the runs use the
+    /// seeds `seed`, `seed + 1`, ..., `seed + seeds - 1`, each in `out/seed-<S>/`, and `out/model`
+    /// is the element-wise mean of their final models. 1: one run, in `out` itself.
+    pub seeds: usize,
     /// Compute threads (0: one per core).
     pub threads: usize,
     /// Compute device: `cpu`; `cuda[:N]`, `vulkan[:N]` or `wgpu[:N]` in a build with that feature.
@@ -59,6 +63,7 @@ impl Default for TrainConfig {
         TrainConfig {
             out: PathBuf::from("runs/train"),
             seed: 42,
+            seeds: 1,
             threads: 0,
             device: "cpu".into(),
             data: DataConfig::default(),
@@ -356,6 +361,14 @@ impl TrainConfig {
 
         if self.out.as_os_str().is_empty() {
             bail!("config field `out` is not set");
+        }
+        at_least_one("seeds", self.seeds)?;
+        if self.seed.checked_add(self.seeds as u64 - 1).is_none() {
+            bail!(
+                "config fields `seed` ({}) and `seeds` ({}): the last seed overflows",
+                self.seed,
+                self.seeds
+            );
         }
         strata_model::parse_device(&self.device).context("config field `device`")?;
 

@@ -17,7 +17,7 @@ use crate::dev::DevSet;
 const SHUFFLE_TAG: u64 = 0x5350_454c_4c53;
 
 /// Counts describing the loaded data.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DataSummary {
     pub catalog_items: usize,
     pub train_judgments: usize,

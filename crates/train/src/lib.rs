@@ -13,6 +13,7 @@
 //! - [`run_loop`]: the training loop every trainer runs (run directory, schedule, resume,
 //!   checkpoints, metrics, best model), around a [`run_loop::TrainTask`];
 //! - [`trainer`]: the retriever's task, [`train`] / [`train_with`];
+//! - [`soup`]: several seeds of one configuration averaged into one model (`seeds = N`);
 //! - [`bench`]: timing of one training step on a fixed batch.
 
 pub mod batch;
@@ -25,6 +26,7 @@ pub mod instances;
 pub mod losses;
 pub mod optim;
 pub mod run_loop;
+pub mod soup;
 pub mod step;
 pub mod trainer;
 
@@ -34,4 +36,5 @@ mod tests;
 mod testutil;
 
 pub use config::TrainConfig;
+pub use soup::can_resume;
 pub use trainer::{TrainOptions, TrainSummary, train, train_with};

@@ -602,3 +602,119 @@ fn a_training_run_on_the_gpu_follows_the_cpu() {
     let moved = a.iter().fold(0f64, |m, x| m.max((x - a[0]).abs()));
     assert!(moved > 1e-2 * a[0].abs(), "the loss hardly moved: {a:?}");
 }
+
+/// `seeds = 3`: three runs, each the same as a single run of its seed, and their mean in
+/// `out/model`; the soup's dev score is the score of that model. Stopped in its second run and
+/// resumed, it keeps the first run, continues the second and reaches the same soup.
+#[test]
+fn a_seed_soup_averages_its_runs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(dir.path(), "soup");
+    cfg.train.epochs = 2;
+    cfg.train.checkpoint_every = 2;
+    cfg.seeds = 3;
+    let soup = train_with(&cfg, &TrainOptions::default()).unwrap();
+    let out = dir.path().join("soup");
+    assert_eq!(soup.model_dir.as_deref(), Some(out.join("model").as_path()));
+    assert_eq!(soup.seeds.len(), 3);
+    assert!(!soup.stopped_early);
+    assert_eq!(soup.steps, soup.seeds.iter().map(|s| s.steps).sum::<u64>());
+    assert_eq!(soup.total_steps, soup.steps);
+
+    // Each run is the single run of its seed, in out/seed-<S>.
+    let runs: Vec<BTreeMap<String, Vec<f32>>> = (5..8)
+        .map(|s| model_values(&out.join(format!("seed-{s}/model"))))
+        .collect();
+    let mut single = cfg.clone();
+    single.seeds = 1;
+    single.seed = 6;
+    single.out = dir.path().join("single-6");
+    train_with(&single, &TrainOptions::default()).unwrap();
+    close(&model_values(&single.out.join("model")), &runs[1], 0.0);
+    // The seeds give different models, and the soup is their mean.
+    let soup_values = model_values(&out.join("model"));
+    let mut moved = 0;
+    for (k, v) in &soup_values {
+        for (i, x) in v.iter().enumerate() {
+            let want = runs.iter().map(|r| r[k][i] as f64).sum::<f64>() / 3.0;
+            assert!(
+                (*x as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{k}[{i}]"
+            );
+        }
+        moved += usize::from(runs[0][k] != runs[1][k]);
+    }
+    assert!(
+        moved * 2 > soup_values.len(),
+        "{moved} of {}",
+        soup_values.len()
+    );
+
+    // Its dev score is the soup model's, and the summary and configuration are written.
+    let dev = soup.dev.last().expect("the soup's dev score");
+    assert_eq!(dev.step, soup.steps);
+    let score = crate::trainer::evaluate_model(&cfg, &out.join("model")).unwrap();
+    assert_eq!(dev.score, score);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(saved["seeds"].as_array().unwrap().len(), 3);
+    let resolved = TrainConfig::from_toml_file(&out.join("config.toml")).unwrap();
+    assert_eq!(resolved, cfg);
+
+    // A second start needs --resume or --overwrite.
+    let e = train_with(&cfg, &TrainOptions::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("--resume"), "{e:#}");
+
+    // Stopped in the second run, then resumed: the first run is kept (its metrics untouched),
+    // the second continues from its checkpoint, and the soup is the same.
+    cfg.out = dir.path().join("split");
+    let per_run = soup.seeds[0].total_steps;
+    let stop = TrainOptions {
+        stop_after: Some(per_run / 2 + 1),
+        ..Default::default()
+    };
+    // The first run stops too (stop_after counts each run's updates): resume it to its end.
+    let first = train_with(&cfg, &stop).unwrap();
+    assert!(first.stopped_early && first.model_dir.is_none());
+    assert!(!cfg.out.join("model").exists());
+    assert!(crate::can_resume(&cfg).unwrap());
+    let resume = TrainOptions {
+        resume: true,
+        ..Default::default()
+    };
+    let mut second_stop = stop.clone();
+    second_stop.resume = true;
+    let second = train_with(&cfg, &second_stop).unwrap();
+    assert!(second.stopped_early);
+    assert_eq!(
+        second.seeds.len(),
+        2,
+        "the first run finished, the second stopped"
+    );
+    let metrics_first = std::fs::read(cfg.out.join("seed-5/metrics.jsonl")).unwrap();
+    let done = train_with(&cfg, &resume).unwrap();
+    assert!(!done.stopped_early);
+    assert_eq!(done.seeds[1].resumed_from.map(|s| s > 0), Some(true));
+    assert_eq!(
+        std::fs::read(cfg.out.join("seed-5/metrics.jsonl")).unwrap(),
+        metrics_first
+    );
+    close(&model_values(&cfg.out.join("model")), &soup_values, 1e-5);
+
+    // --overwrite trains again and replaces the soup only when the new one is complete.
+    let again = TrainOptions {
+        overwrite: true,
+        ..Default::default()
+    };
+    let redone = train_with(&cfg, &again).unwrap();
+    assert_eq!(redone.seeds.len(), 3);
+    assert!(redone.seeds.iter().all(|s| s.resumed_from.is_none()));
+    close(&model_values(&cfg.out.join("model")), &soup_values, 1e-5);
+    assert!(!cfg.out.join("model.old").exists());
+    assert!(!cfg.out.join("model.averaging").exists());
+
+    // seeds = 0 names the field.
+    cfg.seeds = 0;
+    let e = train_with(&cfg, &TrainOptions::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("`seeds`"), "{e:#}");
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::instances::{Instance, QueryGroups, with_batch_negatives};
 use anyhow::Context;
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strata_model::{
     Embedder, LoadOptions, TextTokenizer, TowerConfig, TwoTower, load_model, save_model,
 };
@@ -36,7 +36,7 @@ pub use crate::run_loop::{
 };
 
 /// What a run did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainSummary {
     /// The run directory.
     pub run_dir: PathBuf,
@@ -72,6 +72,9 @@ pub struct TrainSummary {
     pub wall_seconds: f64,
     /// Instances per second of training steps.
     pub instances_per_second: f64,
+    /// A seed soup's runs, one per seed ([`crate::soup`]); empty for a single run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<TrainSummary>,
     /// The data.
     pub data: DataSummary,
 }
@@ -85,6 +88,9 @@ pub fn train(cfg: &TrainConfig) -> anyhow::Result<TrainSummary> {
 /// before any data is read.
 pub fn train_with(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     cfg.validate()?;
+    if cfg.seeds > 1 {
+        return crate::soup::train_soup(cfg, opts);
+    }
     let run = || crate::run_loop::run(&cfg.out, opts, |ck| load(cfg, opts, ck));
     if cfg.threads > 0 {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -557,6 +563,7 @@ impl TrainTask for RetrieverTask<'_> {
             train_seconds: o.train_seconds,
             wall_seconds: o.wall_seconds,
             instances_per_second: o.examples_per_second,
+            seeds: Vec::new(),
             data: self.data.summary().clone(),
         }
     }

@@ -9,6 +9,7 @@ pub mod export;
 pub mod index;
 pub mod label;
 pub mod labeler;
+pub mod model;
 pub mod pipeline;
 pub mod serve;
 pub mod train;

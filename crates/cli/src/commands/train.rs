@@ -34,6 +34,10 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub optim: OptimArgs,
 
+    /// Train this many runs, with seeds --seed, --seed + 1, ..., each in OUT/seed-<S>/, and
+    /// average their final models into OUT/model (a weight soup).
+    #[arg(long)]
+    pub seeds: Option<usize>,
     /// Loss (stage): supcon (stage 1), circle (stage 2), triplet or infonce.
     #[arg(long, value_enum)]
     pub loss: Option<LossKind>,
@@ -199,6 +203,7 @@ fn set<T>(slot: &mut T, v: Option<T>) {
 pub fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> anyhow::Result<()> {
     set(&mut cfg.out, a.run.out.clone());
     set(&mut cfg.seed, a.optim.seed);
+    set(&mut cfg.seeds, a.seeds);
     set(&mut cfg.device, a.optim.device.clone());
     if let Some(n) = global_threads() {
         cfg.threads = n;
