@@ -16,6 +16,18 @@ fn strata(args: &[&std::ffi::OsStr]) -> Output {
         .unwrap()
 }
 
+/// `strata model average --out OUT MODEL...`.
+fn average(out: &Path, models: &[&Path]) -> Output {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "model".as_ref(),
+        "average".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    args.extend(models.iter().map(|m| m.as_os_str()));
+    strata(&args)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -70,14 +82,7 @@ fn averaging_the_default_model_with_a_copy_gives_the_same_model() {
     let copy = dir.join("copy");
     copy_dir(&base, &copy);
     let soup = dir.join("soup");
-    let o = strata(&[
-        "model".as_ref(),
-        "average".as_ref(),
-        "--out".as_ref(),
-        soup.as_os_str(),
-        base.as_os_str(),
-        copy.as_os_str(),
-    ]);
+    let o = average(&soup, &[&base, &copy]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("mean of 2 models"), "{stdout}");
@@ -105,24 +110,11 @@ fn averaging_the_default_model_with_a_copy_gives_the_same_model() {
     assert_eq!(embed(&soup, dir), embed(&base, dir));
 
     // One model is a usage error; an existing output folder is refused and kept.
-    let o = strata(&[
-        "model".as_ref(),
-        "average".as_ref(),
-        "--out".as_ref(),
-        dir.join("one").as_os_str(),
-        base.as_os_str(),
-    ]);
+    let o = average(&dir.join("one"), &[&base]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!dir.join("one").exists());
     let before = std::fs::read(soup.join("averaged.json")).unwrap();
-    let o = strata(&[
-        "model".as_ref(),
-        "average".as_ref(),
-        "--out".as_ref(),
-        soup.as_os_str(),
-        base.as_os_str(),
-        copy.as_os_str(),
-    ]);
+    let o = average(&soup, &[&base, &copy]);
     assert_eq!(o.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("exists"), "{stderr}");

@@ -381,17 +381,29 @@ fn prepare_run_dir(run_dir: &Path, fresh: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
     if fresh {
-        for stale in [CHECKPOINTS, BEST_MODEL, FINAL_MODEL] {
-            let p = run_dir.join(stale);
-            if p.exists() {
-                std::fs::remove_dir_all(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-            }
-        }
-        let p = run_dir.join(METRICS_FILE);
+        remove_run_outputs(run_dir, true)?;
+    }
+    Ok(())
+}
+
+/// Removes what a run left in `run_dir`: its checkpoints, best model and metrics log, and its
+/// final model when `final_model`.
+pub(crate) fn remove_run_outputs(run_dir: &Path, final_model: bool) -> anyhow::Result<()> {
+    let dirs: &[&str] = if final_model {
+        &[CHECKPOINTS, BEST_MODEL, FINAL_MODEL]
+    } else {
+        &[CHECKPOINTS, BEST_MODEL]
+    };
+    for stale in dirs {
+        let p = run_dir.join(stale);
         if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            std::fs::remove_dir_all(&p)
+                .with_context(|| format!("cannot remove {}", p.display()))?;
         }
+    }
+    let p = run_dir.join(METRICS_FILE);
+    if p.exists() {
+        std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
     }
     Ok(())
 }

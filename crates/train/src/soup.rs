@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::checkpoint::{CHECKPOINTS, DevPoint, latest_checkpoint, write_atomic};
+use crate::checkpoint::{DevPoint, latest_checkpoint, write_atomic};
 use crate::config::{CONFIG_FILE, TrainConfig};
-use crate::run_loop::{BEST_MODEL, FINAL_MODEL, METRICS_FILE, SUMMARY_FILE, holds_run};
+use crate::run_loop::{FINAL_MODEL, SUMMARY_FILE, holds_run, remove_run_outputs};
 use crate::trainer::{TrainOptions, TrainSummary, evaluate_model, train_with};
 
 /// The run directory of seed `seed` inside a soup's `out`.
@@ -82,17 +82,7 @@ pub(crate) fn train_soup(cfg: &TrainConfig, opts: &TrainOptions) -> anyhow::Resu
     if opts.overwrite {
         // What a single run in this directory left (the soup's own model stays until the new
         // one is complete).
-        for stale in [CHECKPOINTS, BEST_MODEL] {
-            let p = out.join(stale);
-            if p.exists() {
-                std::fs::remove_dir_all(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-            }
-        }
-        let p = out.join(METRICS_FILE);
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
-        }
+        remove_run_outputs(out, false)?;
     }
     write_atomic(&out.join(CONFIG_FILE), cfg.to_toml()?.as_bytes())?;
 

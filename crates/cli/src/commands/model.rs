@@ -18,7 +18,7 @@ pub struct AverageArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// The models to average (two or more, same architecture and tokenizer).
-    #[arg(required = true, num_args = 2..)]
+    #[arg(required = true, num_args = 2.., value_name = "MODEL")]
     pub models: Vec<PathBuf>,
 }
 
