@@ -1,8 +1,12 @@
 //! The `strata` command line: a thin layer over the strata libraries.
+// Results go through `out!` / `outln!` (output.rs), which end quietly on a closed pipe.
+#![deny(clippy::print_stdout)]
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[macro_use]
+mod output;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -102,6 +106,10 @@ fn main() {
         Command::Bench(c) => commands::bench::run(c),
     };
     if let Err(e) = result {
+        // The reader of our output went away (`strata ... | head`): nothing left to report.
+        if output::closed() {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -60,7 +60,7 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
     std::fs::write(&p, serde_json::to_string_pretty(&built.report())?)
         .with_context(|| format!("writing {}", p.display()))?;
     let r = &outcome.report;
-    println!(
+    outln!(
         "audited {} of {} judgments: {} flagged ({} label 0 with high engagement, {} label 2 \
          with low engagement), {} changed -> {}",
         r.sampled,

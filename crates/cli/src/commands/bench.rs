@@ -134,7 +134,7 @@ fn embed(a: EmbedBenchArgs) -> anyhow::Result<()> {
         "per_sec": ((titles.len() as f64 / s) * 10.0).round() / 10.0,
         "checksum": v.iter().map(|x| *x as f64).sum::<f64>(),
     });
-    println!("{out}");
+    outln!("{out}");
     Ok(())
 }
 
@@ -173,6 +173,6 @@ fn train_step(a: TrainBenchArgs) -> anyhow::Result<()> {
         std::fs::write(p, serde_json::to_string(&batch)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
-    println!("{}", serde_json::to_string(&timing)?);
+    outln!("{}", serde_json::to_string(&timing)?);
     Ok(())
 }

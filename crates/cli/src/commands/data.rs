@@ -223,9 +223,9 @@ fn stats(a: StatsArgs) -> anyhow::Result<()> {
     };
     let s = DataStats::compute(catalog.as_ref(), &judgments, &text);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        print!("{s}");
+        out!("{s}");
     }
     Ok(())
 }
@@ -316,7 +316,7 @@ fn split(a: SplitArgs) -> anyhow::Result<()> {
         write_judgments_as(&p, js, format)?;
         let queries: std::collections::HashSet<&str> =
             js.iter().map(|j| j.query.as_str()).collect();
-        println!(
+        outln!(
             "{s}: {} judgments, {} queries -> {}",
             js.len(),
             queries.len(),
@@ -582,7 +582,7 @@ fn synth_marketplace(a: SynthArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     for p in m.write(&a.out, a.format, &bars)? {
-        println!("{}", p.display());
+        outln!("{}", p.display());
     }
     Ok(())
 }
@@ -675,6 +675,6 @@ fn convert(a: ConvertArgs) -> anyhow::Result<()> {
     let judgments = a.output.join(format!("judgments.{}", format.extension()));
     write_catalog_as(&catalog, data.catalog.items(), format)?;
     write_judgments_as(&judgments, &data.judgments, format)?;
-    println!("{}\n{}", catalog.display(), judgments.display());
+    outln!("{}\n{}", catalog.display(), judgments.display());
     Ok(())
 }

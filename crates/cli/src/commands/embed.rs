@@ -115,7 +115,7 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
         write_npy(Path::new(&a.output), &emb, texts.len(), dim)?;
     } else {
         let sink: Box<dyn Write> = if a.output == "-" {
-            Box::new(std::io::stdout().lock())
+            Box::new(crate::output::stdout())
         } else {
             Box::new(
                 std::fs::File::create(&a.output)

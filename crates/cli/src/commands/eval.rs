@@ -219,7 +219,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let files = write_run(&a.out, &result)?;
     let m = &result.metrics;
     let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"));
-    println!(
+    outln!(
         "{} on {} queries x {} items: NDCG@10 {}  @50 {}  @100 {}",
         m.system,
         m.n_queries,
@@ -228,14 +228,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         f(m.ndcg_50),
         f(m.ndcg_100)
     );
-    println!(
+    outln!(
         "recall@100 {} (strict {})  precision@10 {}  rerank NDCG {}",
         f(m.recall_100),
         f(m.recall_strict_100),
         f(m.precision_10),
         f(m.rerank_ndcg)
     );
-    println!(
+    outln!(
         "{} margins on hard pairs: average {}  worst {}  over {} queries",
         m.score_kind,
         f(m.avg_margin),
@@ -243,28 +243,35 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         m.margin_queries
     );
     if let Some(ann) = &m.ann {
-        println!(
+        outln!(
             "HNSW recall against exact: @10 {:.4}  @100 {:.4} (build {:.1}s, search {:.1}s)",
-            ann.recall_10, ann.recall_100, ann.build_seconds, ann.search_seconds
+            ann.recall_10,
+            ann.recall_100,
+            ann.build_seconds,
+            ann.search_seconds
         );
     }
     if let Some((st, cached)) = vectors.as_ref().and_then(|v| v.cache_stats()) {
-        println!(
+        outln!(
             "item embeddings: {} from the cache, {} embedded (cache: {} items)",
-            st.hits, st.embedded, cached
+            st.hits,
+            st.embedded,
+            cached
         );
     }
     let lo = &m.left_out;
     if lo.unknown_item_judgments + lo.queries_without_judgments + lo.duplicate_judgments > 0 {
-        println!(
+        outln!(
             "left out: {} judgments naming unknown items, {} queries without judgments, {} repeated judgments",
-            lo.unknown_item_judgments, lo.queries_without_judgments, lo.duplicate_judgments
+            lo.unknown_item_judgments,
+            lo.queries_without_judgments,
+            lo.duplicate_judgments
         );
     }
     if let Err(e) = &result.thresholds {
-        println!("no thresholds: {e}");
+        outln!("no thresholds: {e}");
     }
-    println!(
+    outln!(
         "wrote {} and the reports in {}",
         files.metrics.display(),
         a.out.display()
@@ -296,11 +303,11 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
                 &base,
                 &strata_eval::QueryScores::NAMES,
             )?;
-            println!("{}", strata_eval::compare::paired_metrics_markdown(&rows));
+            outln!("{}", strata_eval::compare::paired_metrics_markdown(&rows));
         }
         let hard = strata_eval::EvalOptions::default().hard_overlap;
         let rows = strata_eval::compare::paired_margins(&refs, &base, hard)?;
-        print!("{}", strata_eval::compare::paired_margins_markdown(&rows));
+        out!("{}", strata_eval::compare::paired_margins_markdown(&rows));
         return Ok(());
     }
     let baseline = load_run(&a.baseline)?;
@@ -326,7 +333,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         }
     }
     let table = compare_runs(&runs, &baseline, &metrics, a.absolute);
-    print!(
+    out!(
         "{}",
         if a.markdown {
             table.to_markdown()

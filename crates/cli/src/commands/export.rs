@@ -18,7 +18,7 @@ pub struct ExportArgs {
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
     let e = Embedder::load(&a.model, &LoadOptions::default())?;
     strata_model::export_sentence_transformers(&a.out, e.model(), e.config(), e.tokenizer())?;
-    println!(
+    outln!(
         "exported the query tower of {} (dim {}) to {}",
         a.model.display(),
         e.config().dim(),

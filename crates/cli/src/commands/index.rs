@@ -174,12 +174,12 @@ pub fn run(c: IndexCommand) -> anyhow::Result<()> {
         IndexCommand::Thresholds(a) => {
             let t = a.from.as_deref().map(read_thresholds).transpose()?;
             ItemIndex::set_thresholds(&a.index, t.as_ref())?;
-            println!("{}", serde_json::to_string(&t)?);
+            outln!("{}", serde_json::to_string(&t)?);
             Ok(())
         }
         IndexCommand::Info(a) => {
             let m = Manifest::read(&a.index)?;
-            println!("{}", serde_json::to_string_pretty(&m)?);
+            outln!("{}", serde_json::to_string_pretty(&m)?);
             let report = ItemIndex::verify(&a.index)?;
             anyhow::ensure!(
                 report.problems.is_empty(),
@@ -192,7 +192,7 @@ pub fn run(c: IndexCommand) -> anyhow::Result<()> {
         }
         IndexCommand::Verify(a) => {
             let report = ItemIndex::verify(&a.index)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::ensure!(
                 report.problems.is_empty(),
                 "{} is inconsistent ({} problems); run `strata index repair --index {}`",
@@ -204,7 +204,7 @@ pub fn run(c: IndexCommand) -> anyhow::Result<()> {
         }
         IndexCommand::Repair(a) => {
             let report = ItemIndex::repair(&a.index, true)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
     }
@@ -265,7 +265,7 @@ fn items(a: ItemsArgs, replace: bool) -> anyhow::Result<()> {
         Some((&*model.encoder as &dyn strata_data::TextEncoder, &stamp)),
         &progress_opts(),
     )?;
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
@@ -287,7 +287,7 @@ fn delete(a: DeleteArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let (_, report) = ItemIndex::update(&a.index, &update, None, &progress_opts())?;
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
@@ -320,6 +320,6 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
         report.copy_seconds,
         report.index_seconds
     );
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -261,7 +261,7 @@ pub fn run(a: LabelArgs) -> anyhow::Result<()> {
     let report_path = a.report.clone().unwrap_or_else(|| default_report(&a.out));
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", report_path.display()))?;
-    println!(
+    outln!(
         "labeled {} of {} pairs -> {} (report {})",
         judgments.len(),
         pairs.pairs.len(),

@@ -176,7 +176,7 @@ fn train_config(a: &TrainArgs) -> anyhow::Result<LabelerTrainConfig> {
 fn train(a: &TrainArgs) -> anyhow::Result<()> {
     let cfg = train_config(a)?;
     if a.run.print_config {
-        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        outln!("{}", serde_json::to_string_pretty(&cfg)?);
         return Ok(());
     }
     let opts = LabelerTrainOptions {
@@ -186,7 +186,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         stop_after: None,
     };
     let s = train_labeler(&cfg, &opts)?;
-    println!(
+    outln!(
         "{} updates over {} pairs (a sample of {} of the {} train-split pairs) in {:.0}s ({:.1} pairs/s), final loss {}",
         s.steps,
         s.pairs_seen,
@@ -197,12 +197,15 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         s.final_loss.map_or("-".into(), |l| format!("{l:.4}"))
     );
     if let Some(b) = s.best {
-        println!(
+        outln!(
             "best dev accuracy {:.4} (within-1 {:.4}) at update {} over {} pairs",
-            b.accuracy, b.within_1_accuracy, b.step, b.pairs
+            b.accuracy,
+            b.within_1_accuracy,
+            b.step,
+            b.pairs
         );
     }
-    println!("run directory: {}", s.run_dir.display());
+    outln!("run directory: {}", s.run_dir.display());
     Ok(())
 }
 
@@ -256,10 +259,10 @@ fn eval(a: &EvalArgs) -> anyhow::Result<()> {
         progress: !a.quiet,
     };
     let report = evaluate_labeler(&cfg)?;
-    print!("{}", report.table());
+    out!("{}", report.table());
     if let Some(p) = &a.out {
         write_report(&report, p)?;
-        println!("report: {}", p.display());
+        outln!("report: {}", p.display());
     }
     Ok(())
 }

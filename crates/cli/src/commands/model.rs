@@ -26,7 +26,7 @@ pub fn run(c: ModelCommand) -> anyhow::Result<()> {
     match c {
         ModelCommand::Average(a) => {
             let r = strata_model::average_models(&a.models, &a.out)?;
-            println!(
+            outln!(
                 "{}: mean of {} models ({} tensors averaged, {} copied, in {} weight file(s))",
                 a.out.display(),
                 r.models,

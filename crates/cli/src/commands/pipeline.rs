@@ -42,12 +42,12 @@ pub fn run(a: PipelineArgs) -> anyhow::Result<()> {
         cfg.model = PathBuf::from(dir).join("all-MiniLM-L6-v2");
     }
     if a.print_config {
-        print!("{}", cfg.to_toml()?);
+        out!("{}", cfg.to_toml()?);
         return Ok(());
     }
     let summary = strata_pipeline::run(&cfg)?;
-    println!("{}", summary.comparison);
-    println!(
+    outln!("{}", summary.comparison);
+    outln!(
         "pipeline finished in {:.0}s; every artifact is under {}",
         summary.seconds,
         summary.out.display()
@@ -184,6 +184,6 @@ pub fn mine(a: MineArgs) -> anyhow::Result<()> {
         a.out.join("mining_report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

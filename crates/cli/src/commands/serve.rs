@@ -332,7 +332,7 @@ fn load_runs(
     let mut reports = Vec::new();
     if a.sweep.is_empty() {
         let r = run(&cfg)?;
-        println!("{r}");
+        outln!("{r}");
         reports.push(r);
         return Ok(reports);
     }
@@ -340,7 +340,7 @@ fn load_runs(
     for &rate in &a.sweep {
         cfg.rate = Some(rate);
         let r = run(&cfg)?;
-        println!("{r}");
+        outln!("{r}");
         let held = r.errors == 0 && r.p99_ms <= a.p99_ms;
         if held {
             best = Some((rate, r.qps));
@@ -351,11 +351,11 @@ fn load_runs(
         }
     }
     match best {
-        Some((rate, qps)) => println!(
+        Some((rate, qps)) => outln!(
             "max rate with p99 <= {} ms: {rate} qps target ({qps:.1} qps achieved)",
             a.p99_ms
         ),
-        None => println!("no swept rate kept p99 <= {} ms", a.p99_ms),
+        None => outln!("no swept rate kept p99 <= {} ms", a.p99_ms),
     }
     Ok(reports)
 }

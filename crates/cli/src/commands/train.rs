@@ -334,7 +334,7 @@ pub fn resolve(a: &TrainArgs) -> anyhow::Result<TrainConfig> {
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = resolve(&a)?;
     if a.run.print_config {
-        print!("{}", cfg.to_toml()?);
+        out!("{}", cfg.to_toml()?);
         return Ok(());
     }
     cfg.validate().context("invalid training configuration")?;
@@ -345,7 +345,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         stop_after: None,
     };
     let summary = train_with(&cfg, &opts).context("training failed")?;
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    outln!("{}", serde_json::to_string_pretty(&summary)?);
     if let Some(best) = summary.best {
         eprintln!(
             "best dev NDCG@10 {:.4} at update {} -> {}",
