@@ -167,6 +167,8 @@ fn pipeline_print_config_resolves_the_recipe_and_reads_back() {
     assert_eq!(cfg.out, out);
     assert_eq!(cfg.stage1.train.batch_size, 256);
     assert_eq!(cfg.stage1.data.spelling_ratio, 0.3);
+    // Stage 1 is a soup of three training seeds.
+    assert_eq!(cfg.stage1.seeds, 3);
     assert_eq!(cfg.mine.k, 20);
     assert_eq!(cfg.stage2.train.max_steps, 100);
     assert_eq!(cfg.hybrid_alpha, Some(0.5));

@@ -160,7 +160,7 @@ impl MiningRun {
     ) -> anyhow::Result<String> {
         let catalog = strata_data::load_catalog(&self.catalog_path)?;
         let train = strata_data::load_judgments(&self.judgments_path)?;
-        self.cfg.validate()?;
+        // self.cfg was validated when it was built (mine_config).
         let (inner, version, policy) = labeler.build(
             &catalog,
             text,
